@@ -1,0 +1,9 @@
+"""tfx-bonsai components: prune, validate, convert and gate Keras models in TFX.
+
+TensorFlow Model Optimization supports Keras 2 only, so this package selects the
+legacy Keras (tf_keras) before TensorFlow is imported. This is the one place that
+sets it; `pipeline` imports this package first.
+"""
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"

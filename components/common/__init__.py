@@ -1,0 +1,1 @@
+"""Helpers the components share: model I/O and artifact layout, examples, blessings."""

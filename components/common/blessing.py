@@ -1,0 +1,46 @@
+"""Blessings the way TFX's Evaluator writes them, so the stock Pusher and
+LatestBlessedModelStrategy accept ours unchanged."""
+import json
+import os
+from typing import Any, Mapping, Optional
+
+import tensorflow as tf
+from tfx import types
+from tfx.dsl.io import fileio
+from tfx.utils import io_utils
+
+BLESSED_FILE = "BLESSED"
+NOT_BLESSED_FILE = "NOT_BLESSED"
+BLESSED_KEY = "blessed"
+CURRENT_MODEL_KEY = "current_model"
+CURRENT_MODEL_ID_KEY = "current_model_id"
+VERDICT_FILE = "verdict.json"
+
+
+def write_blessing(blessing: types.Artifact, blessed: bool,
+                   model: Optional[types.Artifact] = None,
+                   verdict: Optional[Mapping[str, Any]] = None) -> None:
+  """Marks `blessing` BLESSED or NOT_BLESSED for `model`, with an optional verdict JSON."""
+  fileio.makedirs(blessing.uri)
+  if verdict is not None:
+    io_utils.write_string_file(os.path.join(blessing.uri, VERDICT_FILE),
+                               json.dumps(verdict, indent=2, sort_keys=True, default=float))
+  io_utils.write_string_file(
+      os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), "")
+  blessing.set_int_custom_property(BLESSED_KEY, 1 if blessed else 0)
+  if model is not None:
+    blessing.set_string_custom_property(CURRENT_MODEL_KEY, model.uri)
+    blessing.set_int_custom_property(CURRENT_MODEL_ID_KEY, model.id)
+
+
+def is_blessed(blessing: types.Artifact) -> bool:
+  """True only when the artifact says blessed and its BLESSED file exists."""
+  return (blessing.get_int_custom_property(BLESSED_KEY) == 1
+          and tf.io.gfile.exists(os.path.join(blessing.uri, BLESSED_FILE)))
+
+
+def read_verdict(blessing: types.Artifact) -> Optional[dict]:
+  path = os.path.join(blessing.uri, VERDICT_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  return json.loads(io_utils.read_string_file(path))

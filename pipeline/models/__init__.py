@@ -1,0 +1,1 @@
+"""The embedded default model: scikit-learn's digits and the seed tutorial's CNN."""
