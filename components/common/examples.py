@@ -60,13 +60,17 @@ def infer_schema(examples: types.Artifact, split: str, max_records: int = 1000) 
   """A minimal schema from the first records: each feature's type, and its shape when fixed."""
   lengths: Dict[str, set] = {}
   kinds: Dict[str, str] = {}
+  seen: Dict[str, int] = {}
+  total = 0
   for record in _raw_records(split_files(examples, split)).take(max_records):
     example = tf.train.Example.FromString(record.numpy())
+    total += 1
     for name, feature in example.features.feature.items():
       kind = feature.WhichOneof("kind")
       if kind is None:
         continue
       kinds[name] = kind
+      seen[name] = seen.get(name, 0) + 1
       lengths.setdefault(name, set()).add(len(getattr(feature, kind).value))
   if not kinds:
     raise DataError(f"split '{split}' of {examples.uri} has no readable tf.Examples")
@@ -75,8 +79,9 @@ def infer_schema(examples: types.Artifact, split: str, max_records: int = 1000) 
   schema = schema_pb2.Schema()
   for name in sorted(kinds):
     feature = schema.feature.add(name=name, type=types_by_kind[kinds[name]])
-    if len(lengths[name]) == 1:
+    if len(lengths[name]) == 1 and seen[name] == total:
       feature.shape.dim.add(size=lengths[name].pop())
+      feature.presence.min_fraction = 1.0
   return schema
 
 

@@ -1,0 +1,137 @@
+"""PruneTrainer's executor: unpacks artifacts, builds the datasets, calls `pruning.prune`."""
+import json
+import os
+from typing import Any, Dict, List
+
+from absl import logging
+import tensorflow as tf
+from tfx import types
+from tfx.components.trainer import fn_args_utils
+from tfx.components.util import tfxio_utils
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import import_utils
+from tfx.utils import io_utils
+
+from components.common import examples as examples_lib
+from components.common import model_io
+from components.common import params
+from components.prune_trainer import pruning
+from components.prune_trainer import spec
+
+REPORT_FILE = "pruning.json"
+
+
+def config_from_properties(exec_properties: Dict[str, Any]) -> pruning.PruningConfig:
+  return pruning.PruningConfig(
+      target_sparsity=float(exec_properties[spec.TARGET_SPARSITY_KEY]),
+      initial_sparsity=float(exec_properties[spec.INITIAL_SPARSITY_KEY]),
+      schedule=exec_properties[spec.SCHEDULE_KEY],
+      epochs=int(exec_properties[spec.EPOCHS_KEY]),
+      begin_step=int(exec_properties[spec.BEGIN_STEP_KEY]),
+      frequency=int(exec_properties[spec.FREQUENCY_KEY]),
+      batch_size=int(exec_properties[spec.BATCH_SIZE_KEY]),
+      learning_rate=float(exec_properties[spec.LEARNING_RATE_KEY]),
+      include_layers=tuple(params.get_list(exec_properties, spec.INCLUDE_LAYERS_KEY)),
+      exclude_layers=tuple(params.get_list(exec_properties, spec.EXCLUDE_LAYERS_KEY)),
+      sparsity_m_by_n=exec_properties.get(spec.SPARSITY_M_BY_N_KEY) or "",
+      pruning_policy=exec_properties.get(spec.PRUNING_POLICY_KEY) or "",
+  ).validate()
+
+
+class Executor(base_executor.BaseExecutor):
+  """Fine-tunes the upstream model with magnitude pruning and saves it stripped."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    config = config_from_properties(exec_properties)
+    examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
+    model_artifact = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
+    output = artifact_utils.get_single_instance(output_dict[spec.PRUNED_MODEL_KEY])
+    model_run = artifact_utils.get_single_instance(output_dict[spec.MODEL_RUN_KEY])
+    label_key = exec_properties[spec.LABEL_KEY]
+    train_split = exec_properties[spec.TRAIN_SPLIT_KEY]
+    eval_split = exec_properties[spec.EVAL_SPLIT_KEY]
+
+    # Everything that can be checked cheaply is checked before any training.
+    model = model_io.load_keras_model(model_artifact.uri)
+    pruning.check_model(model)
+    if config.pruning_policy != "xnnpack":
+      pruning.select_layers(model, config)
+    schema = self._schema(input_dict, examples, train_split)
+    serving_spec = None
+    if not input_dict.get(spec.TRANSFORM_GRAPH_KEY):
+      examples_lib.check_label(schema, label_key)
+      features = examples_lib.feature_spec(schema)
+      model_io.model_inputs(model, features)  # names a model input the examples lack
+      serving_spec = {k: v for k, v in features.items() if k != label_key}
+    num_train = examples_lib.count_examples(examples, train_split)
+    num_eval = examples_lib.count_examples(examples, eval_split)
+    logging.info("PruneTrainer: %d train / %d eval examples", num_train, num_eval)
+
+    train_ds, eval_ds = self._datasets(exec_properties, examples, schema, model, label_key,
+                                       train_split, eval_split, config.batch_size)
+    result = pruning.prune(model, train_ds, eval_ds, num_train, config,
+                           log_dir=model_run.uri)
+
+    model_io.save_keras_model(result.model, model_io.serving_dir(output.uri), serving_spec)
+    accuracy = (result.history.get("val_accuracy") or [None])[-1]
+    report = {
+        "target_sparsity": config.target_sparsity,
+        "sparsity": result.sparsity,
+        "pruned_layers": result.pruned_layers,
+        "schedule": {"begin_step": result.schedule.begin_step,
+                     "end_step": result.schedule.end_step,
+                     "frequency": result.schedule.frequency,
+                     "steps_per_epoch": result.schedule.steps_per_epoch,
+                     "total_steps": result.schedule.total_steps},
+        "history": result.history,
+        "train_examples": num_train,
+        "eval_examples": num_eval,
+    }
+    io_utils.write_string_file(os.path.join(output.uri, REPORT_FILE),
+                               json.dumps(report, indent=2, sort_keys=True))
+    output.set_float_custom_property(spec.SPARSITY_PROPERTY, result.sparsity)
+    if accuracy is not None:
+      output.set_float_custom_property(spec.ACCURACY_PROPERTY, accuracy)
+    logging.info("PruneTrainer: sparsity %.4f (target %.4f) over %d layers, eval accuracy %s; "
+                 "model at %s", result.sparsity, config.target_sparsity,
+                 len(result.pruned_layers),
+                 "n/a" if accuracy is None else f"{accuracy:.4f}", output.uri)
+
+  def _schema(self, input_dict, examples, train_split):
+    if input_dict.get(spec.TRANSFORM_GRAPH_KEY):
+      return examples_lib.load_transformed_schema(
+          artifact_utils.get_single_instance(input_dict[spec.TRANSFORM_GRAPH_KEY]))
+    if input_dict.get(spec.SCHEMA_KEY):
+      return examples_lib.load_schema(artifact_utils.get_single_instance(input_dict[spec.SCHEMA_KEY]))
+    logging.info("PruneTrainer: no schema given; inferring one from the '%s' split", train_split)
+    return examples_lib.infer_schema(examples, train_split)
+
+  def _datasets(self, exec_properties, examples, schema, model, label_key, train_split,
+                eval_split, batch_size):
+    """(train, eval) datasets of (model inputs, label): the user's input_fn, or tfx_bsl's."""
+    module_file = exec_properties.get(spec.MODULE_FILE_KEY)
+    if module_file:
+      input_fn = import_utils.import_func_from_source(module_file, "input_fn")
+      accessor = fn_args_utils.DataAccessor(
+          tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
+          record_batch_factory=tfxio_utils.get_record_batch_factory_from_artifact([examples], []),
+          data_view_decode_fn=None)
+
+      def from_module(split):
+        pattern = io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], split))
+        return input_fn([pattern], accessor, schema, batch_size)
+
+      return from_module(train_split), from_module(eval_split).take(
+          -(-examples_lib.count_examples(examples, eval_split) // batch_size))
+
+    def to_inputs(features, label):
+      return model_io.model_inputs(model, features), label
+
+    train = examples_lib.make_dataset(examples, train_split, schema, label_key, batch_size)
+    evaluation = examples_lib.make_dataset(examples, eval_split, schema, label_key, batch_size,
+                                           num_epochs=1, shuffle=False)
+    return train.map(to_inputs), evaluation.map(to_inputs)

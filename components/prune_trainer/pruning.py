@@ -1,0 +1,289 @@
+"""Magnitude pruning of a Keras 2 model with TFMOT: plan the schedule, wrap, fine-tune, strip.
+
+Knows nothing of TFX: it takes a Keras model and tf.data datasets of (inputs, label).
+"""
+import dataclasses
+import logging
+import re
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+
+SCHEDULES = ("polynomial", "constant")
+POLICIES = ("", "xnnpack")
+# Recovery time between pruning steps when `frequency` is not given: about this many
+# pruning events over the fine-tune, never more than every step nor rarer than the seed's 100.
+_AUTO_PRUNING_EVENTS = 16
+
+log = logging.getLogger("bonsai.prune")
+
+
+class PruningError(ValueError):
+  """A pruning configuration or model that cannot work, naming the field or layer."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningConfig:
+  """How to prune. Defaults follow the seed (50% -> 90%, 4 epochs) but reach the target."""
+  target_sparsity: float = 0.9
+  initial_sparsity: float = 0.5
+  schedule: str = "polynomial"
+  epochs: int = 4
+  begin_step: int = 0
+  frequency: int = 0          # 0: chosen so the target is reached within the fine-tune
+  batch_size: int = 32
+  learning_rate: float = 1e-3
+  include_layers: Tuple[str, ...] = ()   # regexes on layer names; empty: every prunable layer
+  exclude_layers: Tuple[str, ...] = ()
+  sparsity_m_by_n: str = ""   # "" or "M:N", e.g. "2:4"
+  pruning_policy: str = ""    # "" or "xnnpack" (PruneForLatencyOnXNNPack)
+
+  def validate(self) -> "PruningConfig":
+    """Raises PruningError naming the first invalid field and its allowed values."""
+    if not 0.0 <= self.target_sparsity < 1.0:
+      raise PruningError(f"target_sparsity must be in [0, 1), got {self.target_sparsity}")
+    if self.schedule not in SCHEDULES:
+      raise PruningError(f"schedule must be one of {list(SCHEDULES)}, got '{self.schedule}'")
+    if self.schedule == "polynomial" and not 0.0 <= self.initial_sparsity <= self.target_sparsity:
+      raise PruningError(
+          f"initial_sparsity must be in [0, target_sparsity={self.target_sparsity}], "
+          f"got {self.initial_sparsity}")
+    for name in ("epochs", "batch_size"):
+      if getattr(self, name) < 1:
+        raise PruningError(f"{name} must be >= 1, got {getattr(self, name)}")
+    if self.begin_step < 0:
+      raise PruningError(f"begin_step must be >= 0, got {self.begin_step}")
+    if self.frequency < 0:
+      raise PruningError(f"frequency must be >= 1, or 0 to choose it, got {self.frequency}")
+    if not self.learning_rate > 0:
+      raise PruningError(f"learning_rate must be > 0, got {self.learning_rate}")
+    for name in ("include_layers", "exclude_layers"):
+      for pattern in getattr(self, name):
+        try:
+          re.compile(pattern)
+        except re.error as e:
+          raise PruningError(f"{name}: '{pattern}' is not a valid regular expression ({e})") from e
+    self.m_by_n  # pylint: disable=pointless-statement  (parses and checks)
+    if self.pruning_policy not in POLICIES:
+      raise PruningError(f"pruning_policy must be one of {list(POLICIES)}, got '{self.pruning_policy}'")
+    if self.pruning_policy == "xnnpack" and (self.m_by_n or self.include_layers or self.exclude_layers):
+      raise PruningError("pruning_policy 'xnnpack' prunes the whole model with XNNPack's structure; "
+                         "it cannot be combined with sparsity_m_by_n, include_layers or exclude_layers")
+    return self
+
+  @property
+  def m_by_n(self) -> Optional[Tuple[int, int]]:
+    if not self.sparsity_m_by_n:
+      return None
+    match = re.fullmatch(r"(\d+):(\d+)", self.sparsity_m_by_n)
+    if not match or not 0 < int(match.group(1)) < int(match.group(2)):
+      raise PruningError(f"sparsity_m_by_n must be '' or 'M:N' with 0 < M < N (e.g. '2:4'), "
+                         f"got '{self.sparsity_m_by_n}'")
+    return int(match.group(1)), int(match.group(2))
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """The concrete steps: pruning happens at begin_step + k * frequency, up to end_step."""
+  begin_step: int
+  end_step: int
+  frequency: int
+  steps_per_epoch: int
+  total_steps: int
+
+
+def plan_schedule(config: PruningConfig, num_examples: int) -> Schedule:
+  """Steps of the fine-tune, with `end_step` on the last pruning step that actually runs.
+
+  The seed computes end_step = ceil(examples / batch) * epochs and prunes every 100 steps;
+  with 45 steps per epoch its last pruning event is step 100 and 90% is never reached.
+  Here the final pruning event is the schedule's end_step, so the target is reached.
+  """
+  if num_examples < 1:
+    raise PruningError("the train split is empty: no examples to fine-tune on")
+  steps_per_epoch = -(-num_examples // config.batch_size)
+  total = steps_per_epoch * config.epochs
+  last = total - 1  # TFMOT counts steps from 0
+  if config.begin_step >= last:
+    raise PruningError(
+        f"begin_step must be < {last} (the fine-tune has {total} steps: {steps_per_epoch} steps "
+        f"per epoch x {config.epochs} epochs), got {config.begin_step}")
+  span = last - config.begin_step
+  frequency = config.frequency or max(1, min(100, span // _AUTO_PRUNING_EVENTS))
+  if frequency > span:
+    raise PruningError(
+        f"frequency must be <= {span} so that pruning reaches the target within the fine-tune "
+        f"({total} steps from begin_step {config.begin_step}), got {frequency}")
+  end_step = config.begin_step + frequency * (span // frequency)
+  return Schedule(config.begin_step, end_step, frequency, steps_per_epoch, total)
+
+
+def _pruning_schedule(config: PruningConfig, schedule: Schedule):
+  if config.schedule == "constant":
+    return tfmot.sparsity.keras.ConstantSparsity(
+        config.target_sparsity, schedule.begin_step, schedule.end_step, schedule.frequency)
+  return tfmot.sparsity.keras.PolynomialDecay(
+      config.initial_sparsity, config.target_sparsity, schedule.begin_step, schedule.end_step,
+      frequency=schedule.frequency)
+
+
+def check_model(model) -> None:
+  """Raises PruningError unless `model` is a Sequential or Functional Keras 2 model."""
+  from tf_keras import Sequential  # pylint: disable=g-import-not-at-top
+  if not (isinstance(model, Sequential) or getattr(model, "_is_graph_network", False)):
+    raise PruningError(
+        f"model '{model.name}' is a subclassed Keras model; pruning rebuilds the model layer by "
+        "layer, which needs a Sequential or Functional model (keras.Model(inputs, outputs))")
+
+
+def select_layers(model, config: PruningConfig) -> List[str]:
+  """Names of the layers to prune: those with weights, matching include and not exclude.
+
+  Raises PruningError naming a selected layer TFMOT cannot prune, or when none is left.
+  """
+  include = [re.compile(p) for p in config.include_layers]
+  exclude = [re.compile(p) for p in config.exclude_layers]
+  selected = []
+  for layer in model.layers:
+    if not layer.weights:
+      continue
+    if include and not any(p.fullmatch(layer.name) for p in include):
+      continue
+    if any(p.fullmatch(layer.name) for p in exclude):
+      continue
+    if not (isinstance(layer, tfmot.sparsity.keras.PrunableLayer)
+            or prune_registry.PruneRegistry.supports(layer)):
+      raise PruningError(
+          f"layer '{layer.name}' ({type(layer).__name__}) cannot be pruned by TFMOT: exclude it "
+          f"(exclude_layers: ['{layer.name}']) or make it a tfmot.sparsity.keras.PrunableLayer "
+          "that returns its prunable weights")
+    selected.append(layer.name)
+  prunable = [n for n in selected if _prunable_weights(model.get_layer(n))]
+  if not prunable:
+    raise PruningError(
+        f"no prunable layer selected in model '{model.name}' (layers: "
+        f"{[l.name for l in model.layers]}); pruning needs Dense/Conv-like layers with kernels"
+        + (f" matching include_layers {list(config.include_layers)}" if include else ""))
+  return selected
+
+
+def _prunable_weights(layer) -> list:
+  """The weight variables TFMOT would prune in `layer`."""
+  if isinstance(layer, tfmot.sparsity.keras.PrunableLayer):
+    return layer.get_prunable_weights()
+  names = prune_registry.PruneRegistry._weight_names(layer)  # pylint: disable=protected-access
+  return [getattr(layer, n) for n in names if hasattr(layer, n)]
+
+
+def wrap(model, config: PruningConfig, schedule: Schedule):
+  """The model with pruning wrappers on the selected layers (weights shared with `model`)."""
+  check_model(model)
+  keras = tf.keras
+  kwargs: Dict[str, Any] = {"pruning_schedule": _pruning_schedule(config, schedule)}
+  if config.m_by_n:
+    kwargs["sparsity_m_by_n"] = config.m_by_n
+  if config.pruning_policy == "xnnpack":
+    try:
+      return tfmot.sparsity.keras.prune_low_magnitude(
+          model, pruning_policy=tfmot.sparsity.keras.PruneForLatencyOnXNNPack(), **kwargs)
+    except ValueError as e:
+      raise PruningError(f"pruning_policy 'xnnpack' does not fit this model: {e}") from e
+  selected = set(select_layers(model, config))
+
+  def clone(layer):
+    if layer.name in selected:
+      return tfmot.sparsity.keras.prune_low_magnitude(layer, **kwargs)
+    return layer
+
+  return keras.models.clone_model(model, clone_function=clone)
+
+
+def current_sparsity(pruned_model) -> float:
+  """Fraction of zeros in the masks of every pruning wrapper (0 when there are none)."""
+  zeros = total = 0
+  for layer in pruned_model.submodules:
+    for _, mask, _ in getattr(layer, "pruning_vars", ()):
+      m = mask.numpy()
+      zeros += int(m.size - np.count_nonzero(m))
+      total += int(m.size)
+  return zeros / total if total else 0.0
+
+
+def kernel_sparsity(model, layer_names: Optional[Sequence[str]] = None) -> float:
+  """Fraction of zeros over the prunable weights of `layer_names` (default: all prunable layers)."""
+  zeros = total = 0
+  for layer in model.layers:
+    if layer_names is not None and layer.name not in layer_names:
+      continue
+    if not (prune_registry.PruneRegistry.supports(layer)
+            or isinstance(layer, tfmot.sparsity.keras.PrunableLayer)):
+      continue
+    for weight in _prunable_weights(layer):
+      w = weight.numpy()
+      zeros += int(w.size - np.count_nonzero(w))
+      total += int(w.size)
+  return zeros / total if total else 0.0
+
+
+class _EpochLog(tf.keras.callbacks.Callback):
+  """Logs each epoch's loss, metrics and the sparsity reached so far."""
+
+  def __init__(self, epochs: int):
+    super().__init__()
+    self._epochs = epochs
+    self._start = time.time()
+
+  def on_epoch_end(self, epoch, logs=None):
+    figures = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
+    log.info("prune epoch %d/%d: %s sparsity=%.4f (%.0fs)", epoch + 1, self._epochs, figures,
+             current_sparsity(self.model), time.time() - self._start)
+
+
+@dataclasses.dataclass
+class PruneResult:
+  model: Any                 # the stripped Keras model
+  schedule: Schedule
+  pruned_layers: List[str]
+  sparsity: float            # zeros / total over the pruned layers' prunable weights
+  history: Dict[str, List[float]]
+
+
+def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
+          num_train_examples: int, config: PruningConfig, loss: Any = None,
+          metrics: Optional[Sequence[Any]] = None, log_dir: Optional[str] = None,
+          eval_steps: Optional[int] = None) -> PruneResult:
+  """Fine-tunes `model` with magnitude pruning and returns the stripped model.
+
+  `train_ds` yields batches of (inputs, label) of `config.batch_size`; it is repeated here.
+  `loss` defaults to the model's compiled loss, else sparse categorical cross-entropy.
+  """
+  config.validate()
+  schedule = plan_schedule(config, num_train_examples)
+  pruned_layers = (select_layers(model, config) if config.pruning_policy != "xnnpack"
+                   else [l.name for l in model.layers if l.weights])
+  loss = loss or getattr(model, "loss", None) or "sparse_categorical_crossentropy"
+  if metrics is None:
+    metrics = ["accuracy"] if "crossentropy" in str(loss) else []
+  pruned = wrap(model, config, schedule)
+  pruned.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss=loss,
+                 metrics=list(metrics))
+  callbacks = [tfmot.sparsity.keras.UpdatePruningStep(), _EpochLog(config.epochs)]
+  if log_dir:
+    callbacks.append(tfmot.sparsity.keras.PruningSummaries(log_dir=log_dir))
+  log.info("pruning %d layers %s to %.1f%% (%s, steps %d..%d every %d, %d steps in all)",
+           len(pruned_layers), pruned_layers, 100 * config.target_sparsity, config.schedule,
+           schedule.begin_step, schedule.end_step, schedule.frequency, schedule.total_steps)
+  history = pruned.fit(train_ds.repeat(), epochs=config.epochs,
+                       steps_per_epoch=schedule.steps_per_epoch, validation_data=eval_ds,
+                       validation_steps=eval_steps, callbacks=callbacks, verbose=0)
+  stripped = tfmot.sparsity.keras.strip_pruning(pruned)
+  stripped.compile(loss=loss, metrics=list(metrics))
+  sparsity = kernel_sparsity(stripped, pruned_layers)
+  log.info("pruned: sparsity %.4f over %s (target %.4f)", sparsity, pruned_layers,
+           config.target_sparsity)
+  return PruneResult(stripped, schedule, pruned_layers, sparsity,
+                     {k: [float(x) for x in v] for k, v in history.history.items()})

@@ -1,0 +1,67 @@
+"""PruneTrainer's keys and ComponentSpec: the one place its names are defined."""
+from typing import List
+
+from tfx.types import component_spec
+from tfx.types import standard_artifacts
+
+# Inputs
+EXAMPLES_KEY = "examples"
+MODEL_KEY = "model"
+SCHEMA_KEY = "schema"
+TRANSFORM_GRAPH_KEY = "transform_graph"
+# Outputs
+PRUNED_MODEL_KEY = "pruned_model"
+MODEL_RUN_KEY = "model_run"
+# Parameters
+LABEL_KEY = "label_key"
+TRAIN_SPLIT_KEY = "train_split"
+EVAL_SPLIT_KEY = "eval_split"
+TARGET_SPARSITY_KEY = "target_sparsity"
+INITIAL_SPARSITY_KEY = "initial_sparsity"
+SCHEDULE_KEY = "schedule"
+EPOCHS_KEY = "epochs"
+BEGIN_STEP_KEY = "begin_step"
+FREQUENCY_KEY = "frequency"
+BATCH_SIZE_KEY = "batch_size"
+LEARNING_RATE_KEY = "learning_rate"
+INCLUDE_LAYERS_KEY = "include_layers"
+EXCLUDE_LAYERS_KEY = "exclude_layers"
+SPARSITY_M_BY_N_KEY = "sparsity_m_by_n"
+PRUNING_POLICY_KEY = "pruning_policy"
+MODULE_FILE_KEY = "module_file"
+# Output artifact properties
+SPARSITY_PROPERTY = "sparsity"
+ACCURACY_PROPERTY = "eval_accuracy"
+
+
+class PruneTrainerSpec(component_spec.ComponentSpec):
+  """Inputs, outputs and parameters of PruneTrainer."""
+  PARAMETERS = {
+      LABEL_KEY: component_spec.ExecutionParameter(type=str),
+      TRAIN_SPLIT_KEY: component_spec.ExecutionParameter(type=str),
+      EVAL_SPLIT_KEY: component_spec.ExecutionParameter(type=str),
+      TARGET_SPARSITY_KEY: component_spec.ExecutionParameter(type=float),
+      INITIAL_SPARSITY_KEY: component_spec.ExecutionParameter(type=float),
+      SCHEDULE_KEY: component_spec.ExecutionParameter(type=str),
+      EPOCHS_KEY: component_spec.ExecutionParameter(type=int),
+      BEGIN_STEP_KEY: component_spec.ExecutionParameter(type=int),
+      FREQUENCY_KEY: component_spec.ExecutionParameter(type=int),
+      BATCH_SIZE_KEY: component_spec.ExecutionParameter(type=int),
+      LEARNING_RATE_KEY: component_spec.ExecutionParameter(type=float),
+      INCLUDE_LAYERS_KEY: component_spec.ExecutionParameter(type=List[str], optional=True),
+      EXCLUDE_LAYERS_KEY: component_spec.ExecutionParameter(type=List[str], optional=True),
+      SPARSITY_M_BY_N_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+      PRUNING_POLICY_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+      MODULE_FILE_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+  }
+  INPUTS = {
+      EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
+      MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),
+      SCHEMA_KEY: component_spec.ChannelParameter(type=standard_artifacts.Schema, optional=True),
+      TRANSFORM_GRAPH_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.TransformGraph, optional=True),
+  }
+  OUTPUTS = {
+      PRUNED_MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),
+      MODEL_RUN_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelRun),
+  }

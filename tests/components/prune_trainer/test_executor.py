@@ -1,0 +1,103 @@
+import json
+import os
+
+import pytest
+import tensorflow as tf
+from tfx.types import standard_artifacts
+
+from components.common import model_io
+from components.prune_trainer import component as component_lib
+from components.prune_trainer import executor as executor_lib
+from components.prune_trainer import pruning
+from components.prune_trainer import spec
+
+PROPERTIES = {
+    spec.LABEL_KEY: "label", spec.TRAIN_SPLIT_KEY: "train", spec.EVAL_SPLIT_KEY: "eval",
+    spec.TARGET_SPARSITY_KEY: 0.9, spec.INITIAL_SPARSITY_KEY: 0.5,
+    spec.SCHEDULE_KEY: "polynomial", spec.EPOCHS_KEY: 2, spec.BEGIN_STEP_KEY: 0,
+    spec.FREQUENCY_KEY: 0, spec.BATCH_SIZE_KEY: 32, spec.LEARNING_RATE_KEY: 1e-3,
+    spec.INCLUDE_LAYERS_KEY: "[]", spec.EXCLUDE_LAYERS_KEY: "[]",
+    spec.SPARSITY_M_BY_N_KEY: "", spec.PRUNING_POLICY_KEY: "",
+}
+
+
+def _outputs(tmp_path):
+  pruned = standard_artifacts.Model()
+  pruned.uri = str(tmp_path / "pruned")
+  run = standard_artifacts.ModelRun()
+  run.uri = str(tmp_path / "run")
+  return {spec.PRUNED_MODEL_KEY: [pruned], spec.MODEL_RUN_KEY: [run]}
+
+
+def test_do_prunes_to_target_and_writes_serving_model(tmp_path, small_dense_model,
+                                                      digits_examples, digits_schema):
+  outputs = _outputs(tmp_path)
+  executor_lib.Executor().Do(
+      {spec.EXAMPLES_KEY: [digits_examples], spec.MODEL_KEY: [small_dense_model],
+       spec.SCHEMA_KEY: [digits_schema]}, outputs, dict(PROPERTIES))
+  pruned = outputs[spec.PRUNED_MODEL_KEY][0]
+  assert pruned.get_float_custom_property(spec.SPARSITY_PROPERTY) >= 0.89
+  assert pruned.get_float_custom_property(spec.ACCURACY_PROPERTY) > 0.8
+  model = model_io.load_keras_model(pruned.uri)
+  assert pruning.kernel_sparsity(model) >= 0.85
+  report = json.load(open(os.path.join(pruned.uri, executor_lib.REPORT_FILE)))
+  assert report["schedule"]["end_step"] < report["schedule"]["total_steps"]
+  assert report["train_examples"] == 1437 and len(report["history"]["loss"]) == 2
+  loaded = tf.saved_model.load(model_io.serving_dir(pruned.uri))
+  assert "examples" in loaded.signatures["serving_default"].structured_input_signature[1]
+  events = tf.io.gfile.glob(os.path.join(outputs[spec.MODEL_RUN_KEY][0].uri, "**", "*tfevents*"))
+  assert events, "PruningSummaries wrote no TensorBoard logs"
+
+
+def test_do_without_schema_infers_one(tmp_path, small_dense_model, digits_examples):
+  outputs = _outputs(tmp_path)
+  executor_lib.Executor().Do(
+      {spec.EXAMPLES_KEY: [digits_examples], spec.MODEL_KEY: [small_dense_model]}, outputs,
+      {**PROPERTIES, spec.EPOCHS_KEY: 1, spec.TARGET_SPARSITY_KEY: 0.5,
+       spec.INITIAL_SPARSITY_KEY: 0.2})
+  assert outputs[spec.PRUNED_MODEL_KEY][0].get_float_custom_property(spec.SPARSITY_PROPERTY) >= 0.49
+
+
+def test_do_with_user_input_fn(tmp_path, small_dense_model, digits_examples, digits_schema):
+  module = tmp_path / "user_module.py"
+  module.write_text(
+      "from tfx_bsl.public.tfxio import TensorFlowDatasetOptions\n"
+      "def input_fn(file_pattern, data_accessor, schema, batch_size):\n"
+      "  ds = data_accessor.tf_dataset_factory(file_pattern, TensorFlowDatasetOptions(\n"
+      "      batch_size=batch_size, label_key='label', num_epochs=1), schema)\n"
+      "  return ds.map(lambda f, y: (f['image'], y))\n")
+  outputs = _outputs(tmp_path)
+  executor_lib.Executor().Do(
+      {spec.EXAMPLES_KEY: [digits_examples], spec.MODEL_KEY: [small_dense_model],
+       spec.SCHEMA_KEY: [digits_schema]}, outputs,
+      {**PROPERTIES, spec.EPOCHS_KEY: 1, spec.MODULE_FILE_KEY: str(module)})
+  assert outputs[spec.PRUNED_MODEL_KEY][0].get_float_custom_property(spec.SPARSITY_PROPERTY) >= 0.89
+
+
+def test_wrong_label_key_fails_before_training(tmp_path, small_dense_model, digits_examples,
+                                              digits_schema):
+  from components.common import examples as examples_lib
+  with pytest.raises(examples_lib.DataError, match=r"label_key 'digit'.*\['image', 'label'\]"):
+    executor_lib.Executor().Do(
+        {spec.EXAMPLES_KEY: [digits_examples], spec.MODEL_KEY: [small_dense_model],
+         spec.SCHEMA_KEY: [digits_schema]}, _outputs(tmp_path), {**PROPERTIES, spec.LABEL_KEY: "digit"})
+  assert not os.path.exists(tmp_path / "pruned" / "Format-Serving")
+
+
+def test_missing_model_fails_clearly(tmp_path, digits_examples):
+  empty = standard_artifacts.Model()
+  empty.uri = str(tmp_path / "nothing")
+  with pytest.raises(model_io.ModelError, match="no SavedModel at"):
+    executor_lib.Executor().Do({spec.EXAMPLES_KEY: [digits_examples], spec.MODEL_KEY: [empty]},
+                               _outputs(tmp_path), dict(PROPERTIES))
+
+
+def test_component_validates_at_construction():
+  from tfx.types import channel_utils
+  examples = channel_utils.as_channel([standard_artifacts.Examples()])
+  model = channel_utils.as_channel([standard_artifacts.Model()])
+  with pytest.raises(pruning.PruningError, match=r"target_sparsity must be in \[0, 1\), got 1.5"):
+    component_lib.PruneTrainer(examples=examples, model=model, target_sparsity=1.5)
+  trainer = component_lib.PruneTrainer(examples=examples, model=model, include_layers=["dense.*"])
+  assert trainer.exec_properties[spec.INCLUDE_LAYERS_KEY] == ["dense.*"]
+  assert set(trainer.outputs) == {spec.PRUNED_MODEL_KEY, spec.MODEL_RUN_KEY}
