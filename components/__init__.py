@@ -7,3 +7,8 @@ sets it; `pipeline` imports this package first.
 import os
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+from components.prune_trainer.component import PruneTrainer  # noqa: E402
+from components.sparsity_validator.component import SparsityValidator  # noqa: E402
+
+__all__ = ["PruneTrainer", "SparsityValidator"]

@@ -1,0 +1,61 @@
+"""SparsityValidator's executor: loads the model, calls `sparsity`, writes report and blessing."""
+import json
+import os
+from typing import Any, Dict, List
+
+from absl import logging
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+
+from components.common import blessing as blessing_lib
+from components.common import model_io
+from components.sparsity_validator import sparsity
+from components.sparsity_validator import spec
+
+
+def targets_from_properties(exec_properties: Dict[str, Any]) -> sparsity.SparsityTargets:
+  """The targets; `per_layer_min_sparsity` may arrive as a dict or as its JSON."""
+  per_layer = exec_properties.get(spec.PER_LAYER_MIN_SPARSITY_KEY)
+  if isinstance(per_layer, str):
+    per_layer = json.loads(per_layer) if per_layer.strip() not in ("", "null") else None
+  return sparsity.SparsityTargets(
+      min_sparsity=float(exec_properties[spec.MIN_SPARSITY_KEY]),
+      per_layer={k: float(v) for k, v in (per_layer or {}).items()},
+      tolerance=float(exec_properties[spec.TOLERANCE_KEY]),
+      include_all_tensors=bool(int(exec_properties.get(spec.INCLUDE_ALL_TENSORS_KEY) or 0)),
+      m_by_n=exec_properties.get(spec.SPARSITY_M_BY_N_KEY) or "")
+
+
+class Executor(base_executor.BaseExecutor):
+  """Blesses the model when it meets the sparsity targets; a miss is NOT_BLESSED, not an error."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    targets = targets_from_properties(exec_properties)
+    model_artifact = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
+    report_artifact = artifact_utils.get_single_instance(output_dict[spec.REPORT_KEY])
+    blessing = artifact_utils.get_single_instance(output_dict[spec.BLESSING_KEY])
+
+    model = model_io.load_keras_model(model_artifact.uri, compile=False)
+    table = sparsity.tensor_table(model)
+    report = sparsity.validate(model, targets, table)
+
+    fileio.makedirs(report_artifact.uri)
+    io_utils.write_string_file(
+        os.path.join(report_artifact.uri, spec.REPORT_JSON_FILE),
+        json.dumps({"report": report.to_dict(), "tensors": table}, indent=2, sort_keys=True))
+    io_utils.write_string_file(os.path.join(report_artifact.uri, spec.REPORT_HTML_FILE),
+                               sparsity.render_html(report, table))
+    blessing_lib.write_blessing(blessing, report.passed, model_artifact, report.to_dict())
+    blessing.set_float_custom_property(spec.GLOBAL_SPARSITY_PROPERTY, report.global_sparsity)
+
+    logging.info("SparsityValidator: %s, global sparsity %.4f (target %.4f, tolerance %.4f)%s",
+                 "BLESSED" if report.passed else "NOT_BLESSED", report.global_sparsity,
+                 targets.min_sparsity, targets.tolerance,
+                 "".join(f"; {r}" for r in report.reasons))
+    logging.info("SparsityValidator: per-tensor sparsity\n%s", sparsity.format_table(table))

@@ -1,0 +1,331 @@
+"""Measuring and checking the sparsity of a Keras model's weights (knows nothing of TFX).
+
+Prunable kernels (the `kernel`, `depthwise_kernel`, `pointwise_kernel`, ...
+weights of Dense/Conv layers) are what magnitude pruning zeroes; biases and
+BatchNormalization statistics are left dense. The global figure therefore counts
+kernels only unless asked otherwise: a fully zero bias would otherwise inflate it.
+"""
+import base64
+import dataclasses
+import html
+import io
+import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+KERNEL = "kernel"
+BIAS = "bias"
+BATCHNORM = "batchnorm"
+OTHER = "other"
+_BATCHNORM_WEIGHTS = ("moving_mean", "moving_variance")
+_EPSILON = 1e-9  # float slack so that a figure exactly at the threshold passes
+
+
+def _base_name(weight_name: str) -> str:
+  """'block/dense/kernel:0' -> 'kernel'."""
+  return re.sub(r":\d+$", "", weight_name).rsplit("/", 1)[-1]
+
+
+def _layers(module) -> list:
+  """Keras layers below `module` (duck-typed: anything with `weights`)."""
+  return [m for m in module.submodules if hasattr(m, "weights")]
+
+
+def _owners(model) -> Dict[int, Any]:
+  """Maps id(weight) to the innermost layer that holds it (the model itself for its own)."""
+  owners = {}
+  for layer in [model] + _layers(model):
+    inner = {id(w) for sub in _layers(layer) for w in sub.weights}
+    for weight in layer.weights:
+      if id(weight) not in inner:
+        owners[id(weight)] = layer
+  return owners
+
+
+def _kind(weight_name: str, layer) -> str:
+  base = _base_name(weight_name)
+  if base.endswith("kernel"):
+    return KERNEL
+  if "BatchNormalization" in type(layer).__name__ or base in _BATCHNORM_WEIGHTS:
+    return BATCHNORM
+  if base == "bias":
+    return BIAS
+  return OTHER
+
+
+def tensor_table(model) -> List[Dict[str, Any]]:
+  """One row per weight tensor of `model` (nested layers included).
+
+  Rows: name, layer, kind ("kernel", "bias", "batchnorm", "other"), shape, total,
+  zeros, sparsity (the fraction of exact zeros).
+  """
+  owners = _owners(model)
+  rows = []
+  for weight in model.weights:
+    values = np.asarray(weight.numpy())
+    layer = owners.get(id(weight), model)
+    total = int(values.size)
+    zeros = int(total - np.count_nonzero(values))
+    rows.append({
+        "name": weight.name,
+        "layer": layer.name,
+        "kind": _kind(weight.name, layer),
+        "shape": [int(d) for d in values.shape],
+        "total": total,
+        "zeros": zeros,
+        "sparsity": zeros / total if total else 0.0,
+    })
+  return rows
+
+
+def parse_m_by_n(value: str, name: str = "m_by_n") -> Optional[Tuple[int, int]]:
+  """'M:N' -> (M, N), TFMOT's sparsity_m_by_n: at least M zeros in every N weights; '' -> None."""
+  if not value:
+    return None
+  match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(value))
+  if not match or not 0 < int(match.group(1)) < int(match.group(2)):
+    raise ValueError(f"{name} must be '' or 'M:N' with 0 < M < N (e.g. '2:4'), got '{value}'")
+  return int(match.group(1)), int(match.group(2))
+
+
+def check_fraction(name: str, value: Any) -> float:
+  """`value` as a float in [0, 1]; ValueError naming `name` otherwise."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+  return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class SparsityTargets:
+  """What a model must reach.
+
+  min_sparsity: global minimum, over prunable kernels (all tensors with include_all_tensors).
+  per_layer: layer name -> minimum sparsity of that layer's kernel.
+  tolerance: absolute slack subtracted from every minimum.
+  m_by_n: "" or "M:N" (TFMOT's sparsity_m_by_n): every N consecutive kernel weights along
+    the input-channel axis hold at least M zeros. Checked on the layers of `per_layer`,
+    or on every prunable kernel when `per_layer` is empty.
+  """
+  min_sparsity: float = 0.85
+  per_layer: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  tolerance: float = 0.01
+  include_all_tensors: bool = False
+  m_by_n: str = ""
+
+  def __post_init__(self):
+    check_fraction("min_sparsity", self.min_sparsity)
+    check_fraction("tolerance", self.tolerance)
+    if not isinstance(self.per_layer, Mapping):
+      raise ValueError(f"per_layer must map layer names to minimum sparsities, got {self.per_layer!r}")
+    for layer, minimum in self.per_layer.items():
+      if not isinstance(layer, str) or not layer:
+        raise ValueError(f"per_layer keys must be layer names, got {layer!r}")
+      check_fraction(f"per_layer['{layer}']", minimum)
+    if not isinstance(self.include_all_tensors, (bool, int)) or self.include_all_tensors not in (0, 1):
+      raise ValueError(f"include_all_tensors must be True or False, got {self.include_all_tensors!r}")
+    parse_m_by_n(self.m_by_n)
+
+
+@dataclasses.dataclass
+class Report:
+  """The outcome of `validate`: figures, one entry per check, and why it failed."""
+  global_sparsity: float
+  per_layer: Dict[str, float]
+  checks: List[Dict[str, Any]]
+  passed: bool
+  reasons: List[str]
+  targets: Dict[str, Any]
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+def _m_by_n_rows(kernel: np.ndarray) -> np.ndarray:
+  """TFMOT's layout for m_by_n (pruning_utils.weights_rearrange): one row per output
+  position, the input channels along the row. Dense [in, out] -> [out, in]; Conv2D
+  [h, w, in, out] -> [out*h*w, in]; other ranks by the same rule."""
+  if kernel.ndim < 2:
+    raise ValueError(f"m_by_n needs a kernel of rank >= 2, got shape {list(kernel.shape)}")
+  return np.moveaxis(kernel, -1, 0).reshape(-1, kernel.shape[-2])
+
+
+def _m_by_n_counts(kernel, m: int, n: int) -> Tuple[int, int]:
+  """(violating groups, groups) of `kernel` under M:N structure."""
+  if not 0 < m < n:
+    raise ValueError(f"m_by_n must satisfy 0 < m < n, got m={m}, n={n}")
+  rows = _m_by_n_rows(np.asarray(kernel))
+  width = -(-rows.shape[1] // n) * n
+  padded = np.zeros((rows.shape[0], width), dtype=bool)
+  padded[:, :rows.shape[1]] = rows != 0
+  nonzeros = padded.reshape(rows.shape[0], -1, n).sum(axis=-1)
+  return int(np.sum(nonzeros > n - m)), int(nonzeros.size)
+
+
+def check_m_by_n(kernel, m: int, n: int) -> float:
+  """Fraction of groups violating M:N structure (TFMOT's sparsity_m_by_n=(m, n)).
+
+  Groups are n consecutive weights along the input-channel axis (the last group of a
+  row may be shorter); each may hold at most n - m non-zeros. Returns 0.0 for a kernel
+  pruned with TFMOT's sparsity_m_by_n=(m, n).
+  """
+  violating, groups = _m_by_n_counts(kernel, m, n)
+  return violating / groups if groups else 0.0
+
+
+def _check(name: str, measured: float, threshold: float, tolerance: float) -> Dict[str, Any]:
+  return {"name": name, "measured": measured, "threshold": threshold, "tolerance": tolerance,
+          "passed": measured + _EPSILON >= threshold - tolerance}
+
+
+def validate(model, targets: SparsityTargets,
+             table: Optional[List[Dict[str, Any]]] = None) -> Report:
+  """Checks `model` against `targets`; a failed check is reported, never raised.
+
+  Raises ValueError only when `targets.per_layer` names a layer without a prunable kernel.
+  `table` is `tensor_table(model)`, when already computed.
+  """
+  table = tensor_table(model) if table is None else table
+  kernels = [r for r in table if r["kind"] == KERNEL]
+  per_layer: Dict[str, float] = {}
+  for layer in dict.fromkeys(r["layer"] for r in kernels):
+    rows = [r for r in kernels if r["layer"] == layer]
+    total = sum(r["total"] for r in rows)
+    per_layer[layer] = sum(r["zeros"] for r in rows) / total if total else 0.0
+  unknown = [name for name in targets.per_layer if name not in per_layer]
+  if unknown:
+    raise ValueError(f"per_layer names {unknown}, which have no prunable kernel in the model; "
+                     f"layers with kernels are {sorted(per_layer)}")
+
+  scope = table if targets.include_all_tensors else kernels
+  total = sum(r["total"] for r in scope)
+  global_sparsity = sum(r["zeros"] for r in scope) / total if total else 0.0
+  what = "global sparsity (all tensors)" if targets.include_all_tensors else "global kernel sparsity"
+  tol = targets.tolerance
+  checks, reasons = [], []
+
+  if not kernels:
+    checks.append({"name": "prunable_kernels", "measured": 0.0, "threshold": 1.0,
+                   "tolerance": 0.0, "passed": False})
+    reasons.append("the model has no prunable kernels (no Dense/Conv '*kernel' weights), "
+                   "so there is no pruned sparsity to validate")
+
+  check = _check("global_sparsity", global_sparsity, targets.min_sparsity, tol)
+  checks.append(check)
+  if not check["passed"]:
+    reasons.append(f"{what} {global_sparsity:.3f} < target {targets.min_sparsity:.3f} "
+                   f"- tolerance {tol:.3f}")
+
+  for layer, minimum in targets.per_layer.items():
+    check = _check(f"layer_sparsity/{layer}", per_layer[layer], float(minimum), tol)
+    checks.append(check)
+    if not check["passed"]:
+      reasons.append(f"layer '{layer}' kernel sparsity {per_layer[layer]:.3f} < target "
+                     f"{float(minimum):.3f} - tolerance {tol:.3f}")
+
+  m_by_n = parse_m_by_n(targets.m_by_n)
+  if m_by_n:
+    m, n = m_by_n
+    pairs = [(w, r) for w, r in zip(model.weights, table) if r["kind"] == KERNEL]
+    for layer in list(targets.per_layer) or list(per_layer):
+      counts = [_m_by_n_counts(w.numpy(), m, n)
+                for w, r in pairs if r["layer"] == layer and len(r["shape"]) >= 2]
+      bad, groups = sum(c[0] for c in counts), sum(c[1] for c in counts)
+      if not groups:
+        continue
+      check = _check(f"m_by_n/{layer}", 1.0 - bad / groups, 1.0, 0.0)
+      checks.append(check)
+      if not check["passed"]:
+        reasons.append(f"layer '{layer}' kernel breaks {m}:{n} structure: {bad} of {groups} "
+                       f"groups of {n} input channels hold more than {n - m} non-zeros")
+
+  return Report(global_sparsity=global_sparsity, per_layer=per_layer, checks=checks,
+                passed=bool(kernels) and all(c["passed"] for c in checks), reasons=reasons,
+                targets=dataclasses.asdict(targets) | {"per_layer": dict(targets.per_layer)})
+
+
+def _chart_png(report: Report) -> bytes:
+  """Horizontal bars of each layer's kernel sparsity, with the target lines."""
+  from matplotlib.backends import backend_agg  # pylint: disable=g-import-not-at-top
+  from matplotlib import figure  # pylint: disable=g-import-not-at-top
+  layers = list(report.per_layer)
+  fig = figure.Figure(figsize=(7, 1.2 + 0.35 * max(1, len(layers))))
+  backend_agg.FigureCanvasAgg(fig)
+  ax = fig.add_subplot()
+  values = [report.per_layer[name] for name in layers]
+  passed = {c["name"].split("/", 1)[1]: c["passed"] for c in report.checks
+            if c["name"].startswith("layer_sparsity/")}
+  colors = [{True: "#3a7d44", False: "#b33f40"}.get(passed.get(name), "#7f8c99")
+            for name in layers]
+  ax.barh(range(len(layers)), values, color=colors)
+  ax.set_yticks(range(len(layers)), layers)
+  ax.invert_yaxis()
+  ax.axvline(report.targets["min_sparsity"], color="black", linestyle="--",
+             label=f"global target {report.targets['min_sparsity']:.2f}")
+  label = "layer target"
+  for i, name in enumerate(layers):
+    if name in report.targets["per_layer"]:
+      ax.plot([report.targets["per_layer"][name]] * 2, [i - 0.4, i + 0.4], color="#1f4e99",
+              linewidth=2, label=label)
+      label = None
+  ax.set_xlim(0, 1)
+  ax.set_xlabel("kernel sparsity (fraction of zeros)")
+  ax.legend(loc="lower right", fontsize="small")
+  fig.tight_layout()
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=100)
+  return buffer.getvalue()
+
+
+def render_html(report: Report, table: List[Dict[str, Any]]) -> str:
+  """A self-contained HTML page: verdict, per-layer chart (inline PNG), per-tensor table."""
+  esc = html.escape
+  verdict = "PASSED" if report.passed else "FAILED"
+  scope = "all tensors" if report.targets["include_all_tensors"] else "prunable kernels"
+  reasons = "".join(f"<li>{esc(r)}</li>" for r in report.reasons)
+  rows = "".join(
+      f"<tr class='{esc(r['kind'])}'><td>{esc(r['name'])}</td><td>{esc(r['layer'])}</td>"
+      f"<td>{esc(r['kind'])}</td><td>{esc('x'.join(map(str, r['shape'])))}</td>"
+      f"<td>{r['total']}</td><td>{r['zeros']}</td><td>{100 * r['sparsity']:.2f}%</td></tr>"
+      for r in table)
+  chart = ""
+  if report.per_layer:
+    chart = ("<h2>Kernel sparsity per layer</h2><img alt='kernel sparsity per layer' "
+             f"src=\"data:image/png;base64,{base64.b64encode(_chart_png(report)).decode()}\">")
+  checks = "".join(
+      f"<tr><td>{esc(c['name'])}</td><td>{c['measured']:.4f}</td><td>{c['threshold']:.4f}</td>"
+      f"<td>{c['tolerance']:.4f}</td><td>{'pass' if c['passed'] else 'FAIL'}</td></tr>"
+      for c in report.checks)
+  target = report.targets["min_sparsity"]
+  return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Sparsity report: {verdict}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 2px 8px; }}
+td:nth-child(n+5) {{ text-align: right; }}
+.verdict.PASSED {{ color: #3a7d44; }} .verdict.FAILED {{ color: #b33f40; }}
+tr.bias, tr.batchnorm, tr.other {{ color: #777; }}
+</style></head><body>
+<h1>Sparsity: <span class="verdict {verdict}">{verdict}</span></h1>
+<p>Global sparsity over {scope}: <b>{report.global_sparsity:.4f}</b>
+(target {target:.4f}, tolerance {report.targets['tolerance']:.4f}).</p>
+<ul>{reasons}</ul>
+<h2>Checks</h2>
+<table><tr><th>check</th><th>measured</th><th>threshold</th><th>tolerance</th><th>result</th></tr>
+{checks}</table>
+{chart}
+<h2>Tensors</h2>
+<table><tr><th>tensor</th><th>layer</th><th>kind</th><th>shape</th><th>total</th><th>zeros</th>
+<th>pruned</th></tr>
+{rows}</table>
+</body></html>
+"""
+
+
+def format_table(table: List[Dict[str, Any]]) -> str:
+  """The per-tensor table as aligned text, for logs."""
+  width = max([len(r["name"]) for r in table] + [6])
+  lines = [f"{'tensor':<{width}}  {'kind':<9}  {'total':>9}  {'zeros':>9}  pruned"]
+  lines += [f"{r['name']:<{width}}  {r['kind']:<9}  {r['total']:>9}  {r['zeros']:>9}  "
+            f"{100 * r['sparsity']:6.2f}%" for r in table]
+  return "\n".join(lines)

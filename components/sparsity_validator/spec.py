@@ -1,0 +1,41 @@
+"""SparsityValidator's keys, artifact layout and ComponentSpec: the one place its names are defined."""
+from typing import Dict
+
+from tfx.types import component_spec
+from tfx.types import standard_artifacts
+
+# Inputs
+MODEL_KEY = "model"
+# Outputs
+REPORT_KEY = "report"
+BLESSING_KEY = "blessing"
+# Parameters
+MIN_SPARSITY_KEY = "min_sparsity"
+PER_LAYER_MIN_SPARSITY_KEY = "per_layer_min_sparsity"
+TOLERANCE_KEY = "tolerance"
+INCLUDE_ALL_TENSORS_KEY = "include_all_tensors"
+SPARSITY_M_BY_N_KEY = "sparsity_m_by_n"
+# Blessing custom property
+GLOBAL_SPARSITY_PROPERTY = "global_sparsity"
+# Files in the report artifact
+REPORT_JSON_FILE = "sparsity.json"
+REPORT_HTML_FILE = "index.html"
+
+
+class SparsityValidatorSpec(component_spec.ComponentSpec):
+  """Inputs, outputs and parameters of SparsityValidator."""
+  PARAMETERS = {
+      MIN_SPARSITY_KEY: component_spec.ExecutionParameter(type=float),
+      PER_LAYER_MIN_SPARSITY_KEY: component_spec.ExecutionParameter(
+          type=Dict[str, float], optional=True),
+      TOLERANCE_KEY: component_spec.ExecutionParameter(type=float),
+      INCLUDE_ALL_TENSORS_KEY: component_spec.ExecutionParameter(type=int),
+      SPARSITY_M_BY_N_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+  }
+  INPUTS = {
+      MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),
+  }
+  OUTPUTS = {
+      REPORT_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelEvaluation),
+      BLESSING_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
+  }

@@ -1,0 +1,126 @@
+"""SparsityValidator's executor on real SavedModels, and the component's parameter checks."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+from tfx import types
+from tfx.types import standard_artifacts
+
+from components.common import blessing as blessing_lib
+from components.common import model_io
+from components.sparsity_validator import component
+from components.sparsity_validator import executor
+from components.sparsity_validator import spec
+
+DEFAULTS = {spec.MIN_SPARSITY_KEY: 0.85, spec.TOLERANCE_KEY: 0.01,
+            spec.INCLUDE_ALL_TENSORS_KEY: 0, spec.SPARSITY_M_BY_N_KEY: "",
+            spec.PER_LAYER_MIN_SPARSITY_KEY: None}
+
+
+def _run(model_artifact, tmp_path, **properties):
+  report = standard_artifacts.ModelEvaluation()
+  report.uri = str(tmp_path / "report")
+  blessing = standard_artifacts.ModelBlessing()
+  blessing.uri = str(tmp_path / "blessing")
+  executor.Executor().Do({spec.MODEL_KEY: [model_artifact]},
+                         {spec.REPORT_KEY: [report], spec.BLESSING_KEY: [blessing]},
+                         {**DEFAULTS, **properties})
+  return report, blessing
+
+
+@pytest.fixture(scope="module")
+def pruned_model(tmp_path_factory):
+  """Model artifact: a small MLP pruned to 90% (ConstantSparsity) by TFMOT, stripped."""
+  keras = model_io.keras()
+  model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation="relu", name="hidden"),
+                            keras.layers.Dense(4, name="head")])
+  pruned = tfmot.sparsity.keras.prune_low_magnitude(
+      model, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.9, begin_step=0,
+                                                                     frequency=1))
+  pruned.compile(optimizer="adam", loss="mse")
+  rng = np.random.default_rng(0)
+  pruned.fit(rng.normal(size=(64, 20)), rng.normal(size=(64, 4)), batch_size=16, epochs=1,
+             verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+  artifact = standard_artifacts.Model()
+  artifact.uri = str(tmp_path_factory.mktemp("pruned_model"))
+  artifact.id = 7
+  model_io.save_keras_model(tfmot.sparsity.keras.strip_pruning(pruned),
+                            model_io.serving_dir(artifact.uri))
+  return artifact
+
+
+def test_dense_model_is_not_blessed_with_a_reason(small_dense_model, tmp_path):
+  small_dense_model.id = 3
+  report, blessing = _run(small_dense_model, tmp_path)
+  assert blessing.get_int_custom_property(blessing_lib.BLESSED_KEY) == 0
+  assert os.path.exists(os.path.join(blessing.uri, blessing_lib.NOT_BLESSED_FILE))
+  assert not blessing_lib.is_blessed(blessing)
+  assert blessing.get_float_custom_property(spec.GLOBAL_SPARSITY_PROPERTY) < 0.1
+  verdict = blessing_lib.read_verdict(blessing)
+  assert verdict["passed"] is False
+  assert verdict["reasons"][0].startswith("global kernel sparsity 0.0")
+  assert verdict["reasons"][0].endswith("< target 0.850 - tolerance 0.010")
+  assert blessing.get_int_custom_property(blessing_lib.CURRENT_MODEL_ID_KEY) == 3
+  saved = json.loads(tf.io.gfile.GFile(os.path.join(report.uri, spec.REPORT_JSON_FILE)).read())
+  assert {r["kind"] for r in saved["tensors"]} == {"kernel", "bias", "batchnorm"}
+
+
+def test_pruned_model_is_blessed_with_report(pruned_model, tmp_path):
+  report, blessing = _run(pruned_model, tmp_path, **{
+      spec.PER_LAYER_MIN_SPARSITY_KEY: json.dumps({"hidden": 0.89})})
+  assert blessing_lib.is_blessed(blessing)
+  assert blessing.get_string_custom_property(blessing_lib.CURRENT_MODEL_KEY) == pruned_model.uri
+  assert blessing.get_float_custom_property(spec.GLOBAL_SPARSITY_PROPERTY) == pytest.approx(
+      0.9, abs=0.01)
+  saved = json.loads(tf.io.gfile.GFile(os.path.join(report.uri, spec.REPORT_JSON_FILE)).read())
+  rows = {r["name"]: r for r in saved["tensors"]}
+  assert rows["hidden/kernel:0"]["total"] == 640
+  assert rows["hidden/kernel:0"]["zeros"] == 576
+  assert rows["hidden/bias:0"]["kind"] == "bias"
+  assert saved["report"]["passed"] is True
+  assert [c["name"] for c in saved["report"]["checks"]] == ["global_sparsity",
+                                                            "layer_sparsity/hidden"]
+  page = tf.io.gfile.GFile(os.path.join(report.uri, spec.REPORT_HTML_FILE)).read()
+  assert '<img alt=\'kernel sparsity per layer\' src="data:image/png;base64,' in page
+  assert "PASSED" in page
+
+
+def test_failed_m_by_n_check_is_not_blessed(pruned_model, tmp_path):
+  _, blessing = _run(pruned_model, tmp_path, **{spec.SPARSITY_M_BY_N_KEY: "3:4"})
+  verdict = blessing_lib.read_verdict(blessing)
+  assert not blessing_lib.is_blessed(blessing)
+  assert any("breaks 3:4 structure" in r for r in verdict["reasons"])
+
+
+def test_unloadable_model_raises(tmp_path):
+  empty = standard_artifacts.Model()
+  empty.uri = str(tmp_path / "empty")
+  empty.id = 1
+  with pytest.raises(model_io.ModelError, match="no SavedModel at .*Format-Serving"):
+    _run(empty, tmp_path)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"min_sparsity": 1.5}, r"min_sparsity must be in \[0, 1\], got 1.5"),
+    ({"tolerance": -0.5}, r"tolerance must be in \[0, 1\], got -0.5"),
+    ({"per_layer_min_sparsity": {"dense": 2.0}},
+     r"per_layer_min_sparsity\['dense'\] must be in \[0, 1\], got 2.0"),
+    ({"include_all_tensors": "yes"}, r"include_all_tensors must be True or False"),
+    ({"sparsity_m_by_n": "4:2"}, r"sparsity_m_by_n must be '' or 'M:N' with 0 < M < N"),
+])
+def test_component_rejects_bad_parameters(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    component.SparsityValidator(model=types.Channel(type=standard_artifacts.Model), **kwargs)
+
+
+def test_component_declares_parameters_and_outputs():
+  validator = component.SparsityValidator(
+      model=types.Channel(type=standard_artifacts.Model), min_sparsity=0.8,
+      per_layer_min_sparsity={"dense": 1}, include_all_tensors=True, sparsity_m_by_n="2:4")
+  assert validator.exec_properties[spec.PER_LAYER_MIN_SPARSITY_KEY] == {"dense": 1.0}
+  assert validator.exec_properties[spec.INCLUDE_ALL_TENSORS_KEY] == 1
+  assert validator.outputs[spec.BLESSING_KEY].type is standard_artifacts.ModelBlessing
+  assert validator.outputs[spec.REPORT_KEY].type is standard_artifacts.ModelEvaluation
