@@ -1,0 +1,122 @@
+"""TFLiteConverter's executor: reads the model and samples, calls `conversion`, writes the file."""
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from components.common import examples as examples_lib
+from components.common import model_io
+from components.tflite_converter import conversion
+from components.tflite_converter import spec
+
+
+def config_from_properties(exec_properties: Dict[str, Any]) -> conversion.ConversionConfig:
+  return conversion.ConversionConfig(
+      quantization=exec_properties[spec.QUANTIZATION_KEY],
+      sparse_weights=bool(int(exec_properties[spec.SPARSE_WEIGHTS_KEY])),
+      int8_io=bool(int(exec_properties[spec.INT8_IO_KEY])),
+      representative_examples=int(exec_properties[spec.REPRESENTATIVE_EXAMPLES_KEY]),
+      agreement_examples=int(exec_properties[spec.AGREEMENT_EXAMPLES_KEY]),
+      min_agreement=float(exec_properties[spec.MIN_AGREEMENT_KEY]),
+      max_abs_error=float(exec_properties[spec.MAX_ABS_ERROR_KEY]),
+  ).validate()
+
+
+def read_inputs(examples: types.Artifact, split: str, schema, label_key: Optional[str],
+                count: int, count_key: str) -> Dict[str, np.ndarray]:
+  """The first `count` examples of `split` without the label; DataError when there are fewer."""
+  sample = examples_lib.read_sample(examples, split, schema, label_key, count)
+  found = len(next(iter(sample.values())))
+  if found < count:
+    raise examples_lib.DataError(
+        f"{count_key}={count} but split '{split}' of {examples.uri} has only {found} "
+        f"examples; set {count_key} <= {found}")
+  return {name: value for name, value in sample.items() if name != label_key}
+
+
+def write_model(output_uri: str, model_bytes: bytes) -> str:
+  """Writes the TFLite file at `tflite_path(output_uri)` via a temporary name; returns the path."""
+  path = model_io.tflite_path(output_uri)
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  partial = os.path.join(output_uri, model_io.TFLITE_FILE_NAME + ".partial")
+  with tf.io.gfile.GFile(partial, "wb") as f:
+    f.write(model_bytes)
+  tf.io.gfile.rename(partial, path, overwrite=True)
+  return path
+
+
+class Executor(base_executor.BaseExecutor):
+  """Converts the Keras model to TFLite; outputs it only when it agrees with the Keras model."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    config = config_from_properties(exec_properties)
+    model_artifact = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
+    output = artifact_utils.get_single_instance(output_dict[spec.TFLITE_MODEL_KEY])
+    examples = (artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
+                if input_dict.get(spec.EXAMPLES_KEY) else None)
+    label_key = exec_properties.get(spec.LABEL_KEY) or None
+    representative_split = exec_properties[spec.REPRESENTATIVE_SPLIT_KEY]
+    agreement_split = exec_properties[spec.AGREEMENT_SPLIT_KEY]
+    if config.quantization == "int8" and examples is None:
+      raise ValueError("quantization='int8' needs the examples input: it calibrates on "
+                       f"representative_examples of the {representative_split!r} split")
+
+    # Everything that can be checked cheaply is checked before converting.
+    keras_model = model_io.load_keras_model(model_artifact.uri, compile=False)
+    representative = None
+    if examples is not None:
+      schema = (examples_lib.load_schema(artifact_utils.get_single_instance(
+          input_dict[spec.SCHEMA_KEY])) if input_dict.get(spec.SCHEMA_KEY)
+                else examples_lib.infer_schema(examples, agreement_split))
+      if config.quantization == "int8":
+        representative = read_inputs(examples, representative_split, schema, label_key,
+                                     config.representative_examples,
+                                     spec.REPRESENTATIVE_EXAMPLES_KEY)
+      checked = read_inputs(examples, agreement_split, schema, label_key,
+                            config.agreement_examples, spec.AGREEMENT_EXAMPLES_KEY)
+      checked_on = f"split '{agreement_split}'"
+    else:
+      checked = conversion.synthetic_inputs(keras_model, config.agreement_examples)
+      checked_on = "synthetic uniform [0, 1) inputs (no examples given)"
+      logging.warning("TFLiteConverter: no examples; checking agreement on %s", checked_on)
+    conversion.model_inputs(keras_model, checked)  # names a model input the examples lack
+
+    model_bytes, result = conversion.convert_and_check(keras_model, config, representative,
+                                                       checked)
+    path = write_model(output.uri, model_bytes)
+    raw, gzipped = len(model_bytes), conversion.gzip_size(model_bytes)
+    output.set_int_custom_property(spec.TFLITE_BYTES_PROPERTY, raw)
+    output.set_int_custom_property(spec.TFLITE_GZIP_BYTES_PROPERTY, gzipped)
+    output.set_string_custom_property(spec.QUANTIZATION_PROPERTY, config.quantization)
+    output.set_int_custom_property(spec.SPARSE_WEIGHTS_PROPERTY, int(config.sparse_weights))
+    output.set_float_custom_property(spec.AGREEMENT_PROPERTY, result.value)
+    output.set_string_custom_property(spec.AGREEMENT_KIND_PROPERTY, result.kind)
+    output.set_int_custom_property(spec.AGREEMENT_EXAMPLES_PROPERTY, result.examples)
+    report = {
+        "source_model": model_artifact.uri,
+        "tflite": path,
+        spec.QUANTIZATION_PROPERTY: config.quantization,
+        spec.SPARSE_WEIGHTS_PROPERTY: bool(config.sparse_weights),
+        spec.INT8_IO_KEY: bool(config.int8_io),
+        spec.REPRESENTATIVE_EXAMPLES_KEY: config.representative_examples if representative else 0,
+        spec.TFLITE_BYTES_PROPERTY: raw,
+        spec.TFLITE_GZIP_BYTES_PROPERTY: gzipped,
+        spec.AGREEMENT_PROPERTY: result.value,
+        spec.AGREEMENT_KIND_PROPERTY: result.kind,
+        spec.AGREEMENT_EXAMPLES_PROPERTY: result.examples,
+        "agreement_inputs": checked_on,
+    }
+    with tf.io.gfile.GFile(os.path.join(output.uri, spec.REPORT_FILE), "w") as f:
+      f.write(json.dumps(report, indent=2, sort_keys=True))
+    logging.info("TFLiteConverter: %s -> %d bytes (%d gzipped), %s agreement %.4f on %d "
+                 "examples", config.mode, raw, gzipped, result.kind, result.value,
+                 result.examples)
