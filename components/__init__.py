@@ -8,8 +8,9 @@ import os
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
+from components.evaluator.component import CompressionEvaluator  # noqa: E402
 from components.prune_trainer.component import PruneTrainer  # noqa: E402
 from components.sparsity_validator.component import SparsityValidator  # noqa: E402
 from components.tflite_converter.component import TFLiteConverter  # noqa: E402
 
-__all__ = ["PruneTrainer", "SparsityValidator", "TFLiteConverter"]
+__all__ = ["CompressionEvaluator", "PruneTrainer", "SparsityValidator", "TFLiteConverter"]

@@ -1,0 +1,67 @@
+"""CompressionEvaluator: the gate the stock Pusher obeys for compressed (TFLite) models."""
+from typing import Optional
+
+from tfx import types
+from tfx.dsl.components.base import base_beam_component
+from tfx.dsl.components.base import executor_spec
+
+from components.evaluator import executor
+from components.evaluator import gate
+from components.evaluator import spec
+
+
+class CompressionEvaluator(base_beam_component.BaseBeamComponent):
+  """Measures the candidate TFLite model against the dense model (and the one in
+  production) with TFMA on Beam, and blesses it only when it is small and accurate enough.
+
+  Outputs `evaluation` (ModelEvaluation; `tfma.load_eval_result(uri, model_name=...)`
+  with model names "candidate", "dense", "production") and `blessing` (ModelBlessing
+  as Evaluator writes it, with `verdict.json` and float properties `candidate_accuracy`,
+  `dense_accuracy`, `compression_ratio`). Beam options come from the pipeline or
+  `.with_beam_pipeline_args()`.
+  """
+  SPEC_CLASS = spec.CompressionEvaluatorSpec
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+
+  def __init__(self,
+               model: types.BaseChannel,
+               dense_model: types.BaseChannel,
+               examples: types.BaseChannel,
+               baseline_model: Optional[types.BaseChannel] = None,
+               sparsity_blessing: Optional[types.BaseChannel] = None,
+               label_key: str = "label",
+               max_accuracy_drop: float = 0.01,
+               max_relative_accuracy_drop: float = 0.0,
+               min_compression_ratio: float = 10.0,
+               eval_split: str = "eval"):
+    """Args:
+      model: the candidate, a TFLiteConverter output (`Format-Serving/tflite`).
+      dense_model: the Trainer's Model (Keras SavedModel taking serialized tf.Examples).
+      examples: Examples with the `eval_split` split.
+      baseline_model: the model in production (a blessed TFLiteConverter output, e.g.
+        from a Resolver with LatestBlessedModelStrategy); optional.
+      sparsity_blessing: SparsityValidator's ModelBlessing; optional.
+      label_key: the label feature (integer class ids).
+      max_accuracy_drop: absolute accuracy the candidate may lose against the dense
+        and the production model, in [0, 1].
+      max_relative_accuracy_drop: fraction of the dense accuracy it may lose, in [0, 1);
+        0 turns the check off.
+      min_compression_ratio: dense float TFLite bytes / candidate gzipped bytes, > 1.
+      eval_split: the split to evaluate on.
+    """
+    gate.GateConfig(max_accuracy_drop=max_accuracy_drop,
+                    max_relative_accuracy_drop=max_relative_accuracy_drop,
+                    min_compression_ratio=min_compression_ratio).validate()
+    for name, value in ((spec.LABEL_KEY, label_key), (spec.EVAL_SPLIT_KEY, eval_split)):
+      if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    outputs = spec.CompressionEvaluatorSpec.OUTPUTS
+    super().__init__(spec.CompressionEvaluatorSpec(
+        model=model, dense_model=dense_model, examples=examples,
+        baseline_model=baseline_model, sparsity_blessing=sparsity_blessing,
+        label_key=label_key, eval_split=eval_split,
+        max_accuracy_drop=float(max_accuracy_drop),
+        max_relative_accuracy_drop=float(max_relative_accuracy_drop),
+        min_compression_ratio=float(min_compression_ratio),
+        evaluation=types.Channel(type=outputs[spec.EVALUATION_KEY].type),
+        blessing=types.Channel(type=outputs[spec.BLESSING_KEY].type)))

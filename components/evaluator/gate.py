@@ -1,0 +1,203 @@
+"""The compression gate: bless a compressed model only when every measured check passes.
+
+Nothing here knows about TFX or TFMA. `decide` takes the measured figures as a dict
+keyed by the constants below and returns a `Verdict`. A figure a check needs that is
+missing or NaN fails that check, and the verdict gives the reason "metric X could not
+be computed (needed by ...)": the gate never passes silently.
+"""
+import dataclasses
+import math
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+# Keys of the `measured` dict.
+CANDIDATE_ACCURACY = "candidate_accuracy"
+DENSE_ACCURACY = "dense_accuracy"
+# Present (even as None/NaN) only when a production model exists.
+PRODUCTION_ACCURACY = "production_accuracy"
+DENSE_TFLITE_BYTES = "dense_tflite_bytes"
+CANDIDATE_BYTES = "candidate_bytes"
+CANDIDATE_GZIP_BYTES = "candidate_gzip_bytes"
+# True/False: the SparsityValidator's blessing; None or absent: no sparsity input.
+SPARSITY_PASSED = "sparsity_passed"
+
+# Check names.
+ACCURACY_DROP = "accuracy_drop"
+RELATIVE_ACCURACY_DROP = "relative_accuracy_drop"
+PRODUCTION_DROP = "production_drop"
+COMPRESSION_RATIO = "compression_ratio"
+SPARSITY = "sparsity"
+
+# Slack on every comparison so that a figure exactly at its threshold passes
+# despite float rounding (e.g. 0.95 - 0.94 > 0.01 in binary floating point).
+_EPSILON = 1e-9
+
+
+@dataclasses.dataclass(frozen=True)
+class GateConfig:
+  """Thresholds of the gate.
+
+  max_accuracy_drop: absolute accuracy the candidate may lose against the dense model
+    (and against the production model, when there is one), in [0, 1].
+  max_relative_accuracy_drop: fraction of the dense accuracy the candidate may lose,
+    in [0, 1); 0 turns the check off.
+  min_compression_ratio: dense float TFLite bytes / candidate gzipped bytes, > 1.
+  """
+  max_accuracy_drop: float = 0.01
+  max_relative_accuracy_drop: float = 0.0
+  min_compression_ratio: float = 10.0
+
+  def validate(self) -> "GateConfig":
+    """Returns self; raises ValueError naming the first invalid field and its allowed values."""
+    for name in dataclasses.fields(self):
+      value = getattr(self, name.name)
+      if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name.name} must be a number, got {value!r}")
+    if not 0.0 <= self.max_accuracy_drop <= 1.0:
+      raise ValueError(f"max_accuracy_drop must be in [0, 1], got {self.max_accuracy_drop!r}")
+    if not 0.0 <= self.max_relative_accuracy_drop < 1.0:
+      raise ValueError("max_relative_accuracy_drop must be in [0, 1) (0 turns it off), "
+                       f"got {self.max_relative_accuracy_drop!r}")
+    if not (self.min_compression_ratio > 1.0 and math.isfinite(self.min_compression_ratio)):
+      raise ValueError(f"min_compression_ratio must be > 1, got {self.min_compression_ratio!r}")
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+  """One comparison: `measured` against `threshold` (`<=` or `>=`); measured None if unknown."""
+  name: str
+  measured: Optional[float]
+  threshold: float
+  passed: bool
+  op: str = "<="
+  missing: Tuple[str, ...] = ()  # the metrics that could not be computed
+  digits: int = 3
+
+  def describe(self) -> str:
+    """E.g. `accuracy_drop 0.003 <= 0.010 ok` or `compression_ratio 8.1 < 10.0`."""
+    if self.missing:
+      return f"{self.name} not checked: metric {', '.join(self.missing)} could not be computed"
+    if self.name == SPARSITY:
+      return "sparsity blessed ok" if self.passed else "sparsity NOT_BLESSED by SparsityValidator"
+    failed_op = {"<=": ">", ">=": "<"}[self.op]
+    text = (f"{self.name} {self.measured:.{self.digits}f} "
+            f"{self.op if self.passed else failed_op} {self.threshold:.{self.digits}f}")
+    return text + " ok" if self.passed else text
+
+  def to_dict(self) -> Dict[str, Any]:
+    return {"name": self.name, "measured": self.measured, "threshold": self.threshold,
+            "passed": self.passed}
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+  """The gate's decision: `blessed` only when every check passed and nothing failed."""
+  blessed: bool
+  checks: Tuple[Check, ...]
+  reasons: Tuple[str, ...]
+  measured: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def summary_line(self) -> str:
+    """One line: the verdict, failures first, then the passed checks."""
+    head = "BLESSED" if self.blessed else "NOT BLESSED"
+    passed = [c.describe() for c in self.checks if c.passed]
+    return f"{head}: " + "; ".join(list(self.reasons) + passed)
+
+  def to_dict(self) -> Dict[str, Any]:
+    return {"blessed": self.blessed, "checks": [c.to_dict() for c in self.checks],
+            "reasons": list(self.reasons),
+            "measured": {k: None if isinstance(v, float) and math.isnan(v) else v
+                         for k, v in self.measured.items()},
+            "summary": self.summary_line()}
+
+
+def _value(measured: Mapping[str, Any], key: str) -> Optional[float]:
+  """The figure as a float, or None when it is missing, not a number or NaN."""
+  value = measured.get(key)
+  if value is None or isinstance(value, bool):
+    return None
+  try:
+    value = float(value)
+  except (TypeError, ValueError):
+    return None
+  return None if math.isnan(value) else value
+
+
+def _compare(name: str, measured: float, threshold: float, op: str, digits: int = 3) -> Check:
+  passed = (measured <= threshold + _EPSILON) if op == "<=" else (
+      measured >= threshold - _EPSILON)
+  return Check(name, measured, threshold, passed, op, digits=digits)
+
+
+def _missing(name: str, threshold: float, metrics: Tuple[str, ...], op: str = "<=") -> Check:
+  return Check(name, None, threshold, False, op, missing=metrics)
+
+
+def _all_missing(measured: Mapping[str, Any], *keys: str) -> Tuple[str, ...]:
+  return tuple(k for k in keys if _value(measured, k) is None)
+
+
+def _missing_reasons(checks: Sequence[Check]) -> Tuple[str, ...]:
+  """One reason per metric that could not be computed, naming the checks that needed it."""
+  needed_by: Dict[str, list] = {}
+  for check in checks:
+    for metric in check.missing:
+      needed_by.setdefault(metric, []).append(check.name)
+  return tuple(f"metric {metric} could not be computed (needed by {', '.join(names)})"
+               for metric, names in needed_by.items())
+
+
+def decide(measured: Mapping[str, Any], config: GateConfig,
+           errors: Sequence[str] = ()) -> Verdict:
+  """Runs every enabled check on `measured` and returns the Verdict.
+
+  `errors` are failures found before measuring (e.g. "evaluation failed: ..."); any
+  makes the verdict NOT blessed and is listed first among the reasons.
+  """
+  config.validate()
+  checks = []
+
+  missing = _all_missing(measured, CANDIDATE_ACCURACY, DENSE_ACCURACY)
+  if missing:
+    checks.append(_missing(ACCURACY_DROP, config.max_accuracy_drop, missing))
+  else:
+    drop = _value(measured, DENSE_ACCURACY) - _value(measured, CANDIDATE_ACCURACY)
+    checks.append(_compare(ACCURACY_DROP, drop, config.max_accuracy_drop, "<="))
+
+  if config.max_relative_accuracy_drop > 0:
+    dense = _value(measured, DENSE_ACCURACY)
+    if missing:
+      checks.append(_missing(RELATIVE_ACCURACY_DROP, config.max_relative_accuracy_drop, missing))
+    elif dense <= 0:
+      checks.append(_missing(RELATIVE_ACCURACY_DROP, config.max_relative_accuracy_drop,
+                             (f"{RELATIVE_ACCURACY_DROP} (dense_accuracy is {dense})",)))
+    else:
+      relative = (dense - _value(measured, CANDIDATE_ACCURACY)) / dense
+      checks.append(_compare(RELATIVE_ACCURACY_DROP, relative,
+                             config.max_relative_accuracy_drop, "<="))
+
+  if PRODUCTION_ACCURACY in measured:
+    missing_prod = _all_missing(measured, CANDIDATE_ACCURACY, PRODUCTION_ACCURACY)
+    if missing_prod:
+      checks.append(_missing(PRODUCTION_DROP, config.max_accuracy_drop, missing_prod))
+    else:
+      drop = _value(measured, PRODUCTION_ACCURACY) - _value(measured, CANDIDATE_ACCURACY)
+      checks.append(_compare(PRODUCTION_DROP, drop, config.max_accuracy_drop, "<="))
+
+  missing_size = _all_missing(measured, DENSE_TFLITE_BYTES, CANDIDATE_GZIP_BYTES)
+  if not missing_size and _value(measured, CANDIDATE_GZIP_BYTES) <= 0:
+    missing_size = (f"{CANDIDATE_GZIP_BYTES} (got {measured[CANDIDATE_GZIP_BYTES]})",)
+  if missing_size:
+    checks.append(_missing(COMPRESSION_RATIO, config.min_compression_ratio, missing_size, ">="))
+  else:
+    ratio = _value(measured, DENSE_TFLITE_BYTES) / _value(measured, CANDIDATE_GZIP_BYTES)
+    checks.append(_compare(COMPRESSION_RATIO, ratio, config.min_compression_ratio, ">=", 1))
+
+  sparsity = measured.get(SPARSITY_PASSED)
+  if sparsity is not None:
+    checks.append(Check(SPARSITY, 1.0 if sparsity else 0.0, 1.0, bool(sparsity), ">="))
+
+  reasons = (tuple(errors) + _missing_reasons(checks)
+             + tuple(c.describe() for c in checks if not c.passed and not c.missing))
+  return Verdict(blessed=not reasons, checks=tuple(checks), reasons=reasons,
+                 measured=dict(measured))

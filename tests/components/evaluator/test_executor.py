@@ -1,0 +1,287 @@
+"""CompressionEvaluator's executor with real TFMA on Beam and real TFLite models, and the
+component's construction checks."""
+import os
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from tfx import types
+from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.components.base import base_beam_executor
+from tfx.proto import pusher_pb2
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
+
+from components.common import blessing as blessing_lib
+from components.common import examples as examples_lib
+from components.common import model_io
+from components.evaluator import component
+from components.evaluator import executor
+from components.evaluator import gate
+from components.evaluator import spec
+from components.tflite_converter import conversion
+from components.tflite_converter import spec as converter_spec
+from pipeline.models import digits_trainer
+
+DEFAULTS = {spec.LABEL_KEY: "label", spec.EVAL_SPLIT_KEY: "eval",
+            spec.MAX_ACCURACY_DROP_KEY: 0.01, spec.MAX_RELATIVE_ACCURACY_DROP_KEY: 0.0,
+            spec.MIN_COMPRESSION_RATIO_KEY: 1.5}
+
+
+def _tflite_artifact(uri, model_bytes, artifact_id):
+  """A Model artifact laid out as TFLiteConverter writes it, with its size properties."""
+  artifact = standard_artifacts.Model()
+  artifact.uri = uri
+  artifact.id = artifact_id
+  tf.io.gfile.makedirs(model_io.serving_dir(uri))
+  with tf.io.gfile.GFile(model_io.tflite_path(uri), "wb") as f:
+    f.write(model_bytes)
+  artifact.set_int_custom_property(converter_spec.TFLITE_BYTES_PROPERTY, len(model_bytes))
+  artifact.set_int_custom_property(converter_spec.TFLITE_GZIP_BYTES_PROPERTY,
+                                   conversion.gzip_size(model_bytes))
+  return artifact
+
+
+def _convert(model_artifact, quantization):
+  keras_model = model_io.load_keras_model(model_artifact.uri, compile=False)
+  return conversion.convert(keras_model, conversion.ConversionConfig(quantization=quantization))
+
+
+@pytest.fixture(scope="module")
+def candidate(tmp_path_factory, small_dense_model):
+  """The dense model's dynamic-range TFLite, as TFLiteConverter outputs it."""
+  return _tflite_artifact(str(tmp_path_factory.mktemp("candidate")),
+                          _convert(small_dense_model, "dynamic"), 21)
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory, small_dense_model):
+  """A previously blessed TFLite model in production: the well-trained one."""
+  return _tflite_artifact(str(tmp_path_factory.mktemp("production")),
+                          _convert(small_dense_model, "dynamic"), 22)
+
+
+@pytest.fixture(scope="module")
+def weak_dense_model(tmp_path_factory, digits_arrays, digits_schema):
+  """A Trainer's Model barely trained (one epoch on 96 examples): far below production."""
+  images, labels = digits_arrays
+  model = digits_trainer.build_seed_cnn(width=0.25)
+  model.fit(images[:96], labels[:96], epochs=1, batch_size=32, verbose=0)
+  artifact = standard_artifacts.Model()
+  artifact.uri = str(tmp_path_factory.mktemp("weak_dense"))
+  artifact.id = 23
+  model_io.save_keras_model(model, model_io.serving_dir(artifact.uri),
+                            examples_lib.feature_spec(examples_lib.load_schema(digits_schema)))
+  return artifact
+
+
+def _sparsity_blessing(uri, blessed, model):
+  artifact = standard_artifacts.ModelBlessing()
+  artifact.uri = uri
+  blessing_lib.write_blessing(artifact, blessed, model, {"passed": blessed})
+  return artifact
+
+
+def _run(tmp_path, candidate, dense, examples, production=None, sparsity=None, context=None,
+         **properties):
+  evaluation = standard_artifacts.ModelEvaluation()
+  evaluation.uri = str(tmp_path / "evaluation")
+  blessing = standard_artifacts.ModelBlessing()
+  blessing.uri = str(tmp_path / "blessing")
+  inputs = {spec.MODEL_KEY: [candidate], spec.DENSE_MODEL_KEY: [dense],
+            spec.EXAMPLES_KEY: [examples]}
+  if production is not None:
+    inputs[spec.BASELINE_MODEL_KEY] = [production]
+  if sparsity is not None:
+    inputs[spec.SPARSITY_BLESSING_KEY] = [sparsity]
+  executor.Executor(context).Do(inputs, {spec.EVALUATION_KEY: [evaluation],
+                                         spec.BLESSING_KEY: [blessing]},
+                                {**DEFAULTS, **properties})
+  verdict = blessing_lib.read_verdict(blessing)
+  return evaluation, blessing, verdict
+
+
+def _push(tmp_path, model, blessing):
+  """Runs the stock Pusher on `model` gated by `blessing`; returns (pushed, pushed files)."""
+  pushed = standard_artifacts.PushedModel()
+  pushed.uri = str(tmp_path / "pushed_model")
+  destination = pusher_pb2.PushDestination(
+      filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(tmp_path / "serving")))
+  pusher_executor.Executor().Do(
+      {standard_component_specs.MODEL_KEY: [model],
+       standard_component_specs.MODEL_BLESSING_KEY: [blessing]},
+      {standard_component_specs.PUSHED_MODEL_KEY: [pushed]},
+      {standard_component_specs.PUSH_DESTINATION_KEY: proto_utils.proto_to_json(destination),
+       standard_component_specs.CUSTOM_CONFIG_KEY: "null"})
+  files = [os.path.relpath(os.path.join(root, name), str(tmp_path / "serving"))
+           for root, _, names in os.walk(str(tmp_path / "serving")) for name in names]
+  return pushed.get_int_custom_property("pushed"), files
+
+
+def _check(verdict, name):
+  found = [c for c in verdict["checks"] if c["name"] == name]
+  assert len(found) == 1, verdict
+  return found[0]
+
+
+def test_dynamic_range_candidate_is_blessed(tmp_path, candidate, small_dense_model,
+                                            digits_examples, digits_schema):
+  pipelines = []
+
+  def make_pipeline():
+    pipelines.append(beam.Pipeline(argv=["--direct_num_workers=1"]))
+    return pipelines[-1]
+
+  context = base_beam_executor.BaseBeamExecutor.Context(make_beam_pipeline_fn=make_pipeline)
+  evaluation, blessing, verdict = _run(tmp_path, candidate, small_dense_model,
+                                       digits_examples, context=context)
+
+  assert len(pipelines) == 1  # TFMA ran on the executor's Beam pipeline
+  assert verdict["blessed"] is True, verdict["summary"]
+  assert blessing_lib.is_blessed(blessing)
+  assert not os.path.exists(os.path.join(blessing.uri, blessing_lib.NOT_BLESSED_FILE))
+  assert blessing.get_int_custom_property(blessing_lib.CURRENT_MODEL_ID_KEY) == candidate.id
+  assert blessing.get_string_custom_property(blessing_lib.CURRENT_MODEL_KEY) == candidate.uri
+  assert {c["name"] for c in verdict["checks"]} == {gate.ACCURACY_DROP, gate.COMPRESSION_RATIO}
+
+  # The evaluation is TFMA's own output, one run holding both models.
+  by_model = {}
+  for name in (spec.CANDIDATE_MODEL_NAME, spec.DENSE_MODEL_NAME):
+    result = tfma.load_eval_result(evaluation.uri, model_name=name)
+    [(slice_key, overall)] = result.slicing_metrics
+    assert slice_key == ()
+    values = overall[""][""]
+    assert values[executor.EXAMPLE_COUNT_METRIC]["doubleValue"] == 360
+    by_model[name] = values[executor.ACCURACY_METRIC]["doubleValue"]
+  assert by_model[spec.DENSE_MODEL_NAME] > 0.85
+  assert abs(by_model[spec.CANDIDATE_MODEL_NAME] - by_model[spec.DENSE_MODEL_NAME]) <= 0.02
+  assert executor.read_overall_metrics(evaluation.uri)[spec.CANDIDATE_MODEL_NAME][
+      executor.ACCURACY_METRIC] == pytest.approx(by_model[spec.CANDIDATE_MODEL_NAME])
+
+  # TFMA's dense accuracy is the Keras model's accuracy on the eval split.
+  schema = examples_lib.load_schema(digits_schema)
+  sample = examples_lib.read_sample(digits_examples, "eval", schema, "label", 1000)
+  keras_model = model_io.load_keras_model(small_dense_model.uri, compile=False)
+  predicted = np.argmax(keras_model.predict(sample["image"], verbose=0), axis=1)
+  assert by_model[spec.DENSE_MODEL_NAME] == pytest.approx(
+      np.mean(predicted == sample["label"].ravel()), abs=1e-6)
+
+  # The blessing carries the figures the gate used.
+  assert blessing.get_float_custom_property(spec.CANDIDATE_ACCURACY_PROPERTY) == pytest.approx(
+      by_model[spec.CANDIDATE_MODEL_NAME])
+  assert blessing.get_float_custom_property(spec.DENSE_ACCURACY_PROPERTY) == pytest.approx(
+      by_model[spec.DENSE_MODEL_NAME])
+  dense_bytes = len(_convert(small_dense_model, "none"))
+  gzip_bytes = candidate.get_int_custom_property(converter_spec.TFLITE_GZIP_BYTES_PROPERTY)
+  assert verdict["measured"][gate.DENSE_TFLITE_BYTES] == dense_bytes
+  assert verdict["measured"][gate.CANDIDATE_GZIP_BYTES] == gzip_bytes
+  assert blessing.get_float_custom_property(spec.COMPRESSION_RATIO_PROPERTY) == pytest.approx(
+      dense_bytes / gzip_bytes)
+  assert dense_bytes / gzip_bytes > 1.5
+
+  # The stock Pusher accepts the blessing and pushes the TFLite model.
+  pushed, files = _push(tmp_path, candidate, blessing)
+  assert pushed == 1
+  assert [os.path.basename(f) for f in files] == [model_io.TFLITE_FILE_NAME]
+
+
+def test_compression_below_the_minimum_is_not_blessed(tmp_path, candidate, small_dense_model,
+                                                      digits_examples):
+  _, blessing, verdict = _run(tmp_path, candidate, small_dense_model, digits_examples,
+                              **{spec.MIN_COMPRESSION_RATIO_KEY: 100.0})
+  assert not blessing_lib.is_blessed(blessing)
+  assert blessing.get_int_custom_property(blessing_lib.BLESSED_KEY) == 0
+  assert os.path.exists(os.path.join(blessing.uri, blessing_lib.NOT_BLESSED_FILE))
+  assert [r.split()[0] for r in verdict["reasons"]] == [gate.COMPRESSION_RATIO]
+  assert _check(verdict, gate.ACCURACY_DROP)["passed"] is True
+  assert blessing.get_int_custom_property(blessing_lib.CURRENT_MODEL_ID_KEY) == candidate.id
+  assert _push(tmp_path, candidate, blessing) == (0, [])
+
+
+def test_sparsity_not_blessed_blocks_the_candidate(tmp_path, candidate, small_dense_model,
+                                                   digits_examples):
+  sparsity = _sparsity_blessing(str(tmp_path / "sparsity"), False, small_dense_model)
+  _, blessing, verdict = _run(tmp_path, candidate, small_dense_model, digits_examples,
+                              sparsity=sparsity)
+  assert not blessing_lib.is_blessed(blessing)
+  assert verdict["reasons"] == ["sparsity NOT_BLESSED by SparsityValidator"]
+  assert _check(verdict, gate.SPARSITY)["passed"] is False
+
+
+def test_much_better_production_model_blocks_the_candidate(tmp_path, weak_dense_model,
+                                                           production, digits_examples):
+  weak = _tflite_artifact(str(tmp_path / "weak_candidate"), _convert(weak_dense_model, "float16"),
+                          24)
+  evaluation, blessing, verdict = _run(tmp_path, weak, weak_dense_model, digits_examples,
+                                       production=production)
+  assert not blessing_lib.is_blessed(blessing)
+  assert blessing.get_int_custom_property(blessing_lib.CURRENT_MODEL_ID_KEY) == weak.id
+  assert blessing.get_int_custom_property("baseline_model_id") == production.id
+  # The candidate matches its own dense model; it is blocked by production alone.
+  assert _check(verdict, gate.ACCURACY_DROP)["passed"] is True
+  production_check = _check(verdict, gate.PRODUCTION_DROP)
+  assert production_check["passed"] is False and production_check["measured"] > 0.1
+  assert [r.split()[0] for r in verdict["reasons"]] == [gate.PRODUCTION_DROP]
+  assert blessing.get_float_custom_property(spec.PRODUCTION_ACCURACY_PROPERTY) > 0.85
+  production_result = tfma.load_eval_result(evaluation.uri, model_name=spec.PRODUCTION_MODEL_NAME)
+  assert production_result.slicing_metrics[0][1][""][""][executor.ACCURACY_METRIC][
+      "doubleValue"] == pytest.approx(verdict["measured"][gate.PRODUCTION_ACCURACY])
+
+
+def test_failed_evaluation_is_not_blessed_with_the_reason(tmp_path, small_dense_model,
+                                                          digits_examples):
+  broken = _tflite_artifact(str(tmp_path / "broken"), b"not a flatbuffer" * 64, 25)
+  _, blessing, verdict = _run(tmp_path, broken, small_dense_model, digits_examples)
+  assert not blessing_lib.is_blessed(blessing)
+  assert os.path.exists(os.path.join(blessing.uri, blessing_lib.NOT_BLESSED_FILE))
+  assert verdict["reasons"][0].startswith("evaluation failed: ")
+  assert any("metric candidate_accuracy could not be computed" in r for r in verdict["reasons"])
+  assert blessing.get_int_custom_property(blessing_lib.CURRENT_MODEL_ID_KEY) == broken.id
+
+
+def test_missing_candidate_tflite_raises_naming_the_input(tmp_path, small_dense_model,
+                                                          digits_examples):
+  with pytest.raises(model_io.ModelError, match=r"^model: no TFLite model at .*tflite"):
+    _run(tmp_path, small_dense_model, small_dense_model, digits_examples)
+
+
+def test_missing_split_raises_naming_it(tmp_path, candidate, small_dense_model, digits_examples):
+  with pytest.raises(examples_lib.DataError, match="split 'validation'"):
+    _run(tmp_path, candidate, small_dense_model, digits_examples,
+         **{spec.EVAL_SPLIT_KEY: "validation"})
+
+
+def _channels():
+  return dict(model=types.Channel(type=standard_artifacts.Model),
+              dense_model=types.Channel(type=standard_artifacts.Model),
+              examples=types.Channel(type=standard_artifacts.Examples))
+
+
+def test_component_declares_the_gate():
+  evaluator = component.CompressionEvaluator(
+      **_channels(), baseline_model=types.Channel(type=standard_artifacts.Model),
+      sparsity_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+      min_compression_ratio=4, max_relative_accuracy_drop=0.02)
+  evaluator.with_beam_pipeline_args(["--direct_num_workers=2"])
+  assert evaluator.exec_properties[spec.MIN_COMPRESSION_RATIO_KEY] == 4.0
+  assert evaluator.exec_properties[spec.MAX_RELATIVE_ACCURACY_DROP_KEY] == 0.02
+  assert evaluator.executor_spec.beam_pipeline_args == ["--direct_num_workers=2"]
+  assert evaluator.outputs[spec.BLESSING_KEY].type == standard_artifacts.ModelBlessing
+  assert evaluator.outputs[spec.EVALUATION_KEY].type == standard_artifacts.ModelEvaluation
+  assert set(evaluator.inputs) == {spec.MODEL_KEY, spec.DENSE_MODEL_KEY, spec.EXAMPLES_KEY,
+                                   spec.BASELINE_MODEL_KEY, spec.SPARSITY_BLESSING_KEY}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"min_compression_ratio": 1.0}, "min_compression_ratio must be > 1, got 1.0"),
+    ({"max_accuracy_drop": 2.0}, r"max_accuracy_drop must be in \[0, 1\], got 2.0"),
+    ({"max_relative_accuracy_drop": -0.5}, "max_relative_accuracy_drop must be in"),
+    ({"label_key": ""}, "label_key must be a non-empty string, got ''"),
+    ({"eval_split": ""}, "eval_split must be a non-empty string, got ''"),
+])
+def test_component_rejects_bad_parameters(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    component.CompressionEvaluator(**_channels(), **kwargs)
