@@ -68,7 +68,7 @@ def charts(summary: Dict[str, Any], directory: str) -> List[str]:
   accuracies = [(k, measured.get(f"{k}_accuracy")) for k in ("dense", "candidate", "production")]
   accuracies = [(k, v) for k, v in accuracies if v is not None]
   if accuracies:
-    budget = (summary.get("verdict") or {}).get("config", {}).get("max_accuracy_drop")
+    budget = summary.get("max_accuracy_drop")
     line = ((measured["dense_accuracy"] - budget, f"dense - budget ({budget})")
             if budget is not None and "dense_accuracy" in measured else None)
     _bar(os.path.join(directory, prefix + "accuracy.png"), "Accuracy on the eval split (TFMA)",

@@ -29,11 +29,14 @@ def config_from_properties(exec_properties: Dict[str, Any]) -> conversion.Conver
 
 
 def read_inputs(examples: types.Artifact, split: str, schema, label_key: Optional[str],
-                count: int, count_key: str) -> Dict[str, np.ndarray]:
-  """The first `count` examples of `split` without the label; DataError when there are fewer."""
+                count: int, count_key: str, at_most: bool = False) -> Dict[str, np.ndarray]:
+  """The first `count` examples of `split` without the label.
+
+  DataError when there are fewer, unless `at_most` (then all there are, at least one).
+  """
   sample = examples_lib.read_sample(examples, split, schema, label_key, count)
   found = len(next(iter(sample.values())))
-  if found < count:
+  if found < count and not at_most:
     raise examples_lib.DataError(
         f"{count_key}={count} but split '{split}' of {examples.uri} has only {found} "
         f"examples; set {count_key} <= {found}")
@@ -82,7 +85,7 @@ class Executor(base_executor.BaseExecutor):
                                      config.representative_examples,
                                      spec.REPRESENTATIVE_EXAMPLES_KEY)
       checked = read_inputs(examples, agreement_split, schema, label_key,
-                            config.agreement_examples, spec.AGREEMENT_EXAMPLES_KEY)
+                            config.agreement_examples, spec.AGREEMENT_EXAMPLES_KEY, at_most=True)
       checked_on = f"split '{agreement_split}'"
     else:
       checked = conversion.synthetic_inputs(keras_model, config.agreement_examples)

@@ -164,3 +164,10 @@ def test_component_checks_numbers_and_splits(arguments, message):
   with pytest.raises(ValueError, match=message):
     component.TFLiteConverter(model=channel(standard_artifacts.Model),
                               examples=channel(standard_artifacts.Examples), **arguments)
+
+
+def test_agreement_sample_is_capped_at_the_split_size(small_dense_model, digits_examples,
+                                                      digits_schema, tmp_path):
+  output = run(small_dense_model, str(tmp_path), digits_examples, digits_schema,
+               **{spec.QUANTIZATION_KEY: "dynamic", spec.AGREEMENT_EXAMPLES_KEY: 5000})
+  assert output.get_int_custom_property(spec.AGREEMENT_EXAMPLES_PROPERTY) == 360  # the eval split

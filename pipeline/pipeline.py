@@ -1,0 +1,106 @@
+"""create_pipeline: ExampleGen -> StatisticsGen -> SchemaGen -> Trainer -> PruneTrainer ->
+SparsityValidator -> TFLiteConverter -> CompressionEvaluator -> Pusher."""
+from typing import List, Optional
+
+from tfx import v1 as tfx
+from tfx.proto import example_gen_pb2
+
+from components.evaluator.component import CompressionEvaluator
+from components.prune_trainer.component import PruneTrainer
+from components.sparsity_validator.component import SparsityValidator
+from components.tflite_converter.component import TFLiteConverter
+from pipeline.config import BonsaiConfig
+
+PRODUCTION_RESOLVER_ID = "latest_blessed_model_resolver"
+
+
+def create_pipeline(config: BonsaiConfig,
+                    beam_pipeline_args: Optional[List[str]] = None,
+                    metadata_connection_config=None) -> tfx.dsl.Pipeline:
+  """The tfx-bonsai pipeline for a validated `config`.
+
+  `beam_pipeline_args` (default: config.runner.beam_args) reach every Beam-using component.
+  The production baseline is the latest TFLite model this pipeline's gate blessed.
+  """
+  split = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+      example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=config.data.train_buckets),
+      example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.data.eval_buckets)]))
+  if config.data.format == "csv":
+    example_gen = tfx.components.CsvExampleGen(input_base=config.data.path, output_config=split)
+  else:
+    example_gen = tfx.components.ImportExampleGen(input_base=config.data.path,
+                                                  output_config=split)
+  examples = example_gen.outputs["examples"]
+  statistics_gen = tfx.components.StatisticsGen(examples=examples)
+  schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
+                                        infer_feature_shape=True)
+  schema = schema_gen.outputs["schema"]
+
+  trainer_args = dict(
+      examples=examples, schema=schema,
+      train_args=tfx.proto.TrainArgs(num_steps=config.trainer.train_steps),
+      eval_args=tfx.proto.EvalArgs(num_steps=config.trainer.eval_steps),
+      custom_config=dict(config.trainer.custom_config))
+  if config.trainer.module_file:
+    trainer = tfx.components.Trainer(module_file=config.trainer.module_file, **trainer_args)
+  else:
+    trainer = tfx.components.Trainer(run_fn=config.trainer.run_fn, **trainer_args)
+
+  p = config.pruning
+  prune_trainer = PruneTrainer(
+      examples=examples, model=trainer.outputs["model"], schema=schema,
+      label_key=config.data.label_key, target_sparsity=p.target_sparsity,
+      initial_sparsity=p.initial_sparsity, schedule=p.schedule, epochs=p.epochs,
+      begin_step=p.begin_step, frequency=p.frequency, batch_size=p.batch_size,
+      learning_rate=p.learning_rate, include_layers=p.include_layers,
+      exclude_layers=p.exclude_layers, sparsity_m_by_n=p.sparsity_m_by_n,
+      pruning_policy=p.pruning_policy)
+  pruned_model = prune_trainer.outputs["pruned_model"]
+
+  s = config.sparsity
+  sparsity_validator = SparsityValidator(
+      model=pruned_model, min_sparsity=s.min_sparsity, tolerance=s.tolerance,
+      per_layer_min_sparsity=s.per_layer_min_sparsity or None,
+      include_all_tensors=s.include_all_tensors, sparsity_m_by_n=p.sparsity_m_by_n)
+
+  c = config.conversion
+  converter = TFLiteConverter(
+      model=pruned_model, examples=examples, schema=schema, quantization=c.quantization,
+      sparse_weights=c.sparse_weights, int8_io=c.int8_io,
+      representative_examples=c.representative_examples,
+      agreement_examples=c.agreement_examples, min_agreement=c.min_agreement,
+      max_abs_error=c.max_abs_error, label_key=config.data.label_key)
+
+  production = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                            producer_component_id=converter.id, output_key="tflite_model"),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                     producer_component_id="CompressionEvaluator",
+                                     output_key="blessing"),
+  ).with_id(PRODUCTION_RESOLVER_ID)
+
+  g = config.gate
+  evaluator = CompressionEvaluator(
+      model=converter.outputs["tflite_model"], dense_model=trainer.outputs["model"],
+      examples=examples, baseline_model=production.outputs["model"],
+      sparsity_blessing=sparsity_validator.outputs["blessing"],
+      label_key=config.data.label_key, max_accuracy_drop=g.max_accuracy_drop,
+      max_relative_accuracy_drop=g.max_relative_accuracy_drop,
+      min_compression_ratio=g.min_compression_ratio)
+
+  pusher = tfx.components.Pusher(
+      model=converter.outputs["tflite_model"], model_blessing=evaluator.outputs["blessing"],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=config.push.destination)))
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=config.pipeline_name,
+      pipeline_root=config.pipeline_root,
+      components=[example_gen, statistics_gen, schema_gen, trainer, prune_trainer,
+                  sparsity_validator, converter, production, evaluator, pusher],
+      enable_cache=config.runner.enable_cache,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=list(config.runner.beam_args if beam_pipeline_args is None
+                              else beam_pipeline_args))
