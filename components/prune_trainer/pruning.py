@@ -3,7 +3,7 @@
 Knows nothing of TFX: it takes a Keras model and tf.data datasets of (inputs, label).
 """
 import dataclasses
-import logging
+from absl import logging as log
 import re
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -19,7 +19,6 @@ POLICIES = ("", "xnnpack")
 # pruning events over the fine-tune, never more than every step nor rarer than the seed's 100.
 _AUTO_PRUNING_EVENTS = 16
 
-log = logging.getLogger("bonsai.prune")
 
 
 class PruningError(ValueError):

@@ -112,3 +112,16 @@ def test_new_data_uses_the_pushed_model_as_production_baseline(happy, root):
   measured = summary["verdict"]["measured"]
   assert measured.get("production_accuracy") is not None
   assert any(c["name"] == "production_drop" for c in summary["verdict"]["checks"])
+
+
+def test_report_renders_charts_for_a_finished_run(happy, root):
+  from pipeline import report
+  path = report.write(_config(root), run_id=happy["run_id"])
+  page = open(path).read()
+  assert "BLESSED" in page and happy["run_id"] in page
+  for chart in ("sizes", "accuracy", "sparsity"):
+    png = os.path.join(os.path.dirname(path), f"{happy['run_id']}-{chart}.png")
+    assert f'src="{os.path.basename(png)}"' in page
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  with pytest.raises(ValueError, match="--run nope: no such run"):
+    report.write(_config(root), run_id="nope")

@@ -1,0 +1,1 @@
+"""Benchmarks: print figures side by side, save them as JSON; never assert timings."""

@@ -1,0 +1,126 @@
+"""Compression at accuracy parity: the seed's recipe vs bonsai's defaults, on the seed's CNN.
+
+For each recipe and seed: train the dense CNN on digits, prune, convert, and measure the
+dense Keras file (.h5, as the seed measured), the dense float TFLite, the deployable
+TFLite raw and gzipped, the ratio (dense float TFLite / deployable gzip, the gate's
+count; the seed's own count vs the .h5 is printed too) and the accuracy drop of the
+deployable TFLite vs the dense Keras model on the same eval split.
+"""
+import dataclasses
+import os
+import tempfile
+import time
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+
+from components.prune_trainer import pruning
+from components.tflite_converter import conversion
+from pipeline.models import digits
+from pipeline.models import digits_trainer
+
+TRAIN = 1437
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  name: str
+  pruning: pruning.PruningConfig
+  conversion: conversion.ConversionConfig
+
+
+RECIPES = [
+    # The seed as written: 50% -> 90%, frequency 100, 4 epochs, dynamic-range quantization.
+    Recipe("seed", pruning.PruningConfig(frequency=100),
+           conversion.ConversionConfig(quantization="dynamic")),
+    # bonsai's defaults: the schedule that reaches the target, full-integer quantization.
+    Recipe("bonsai-default", pruning.PruningConfig(),
+           conversion.ConversionConfig(quantization="int8")),
+    Recipe("bonsai-default+sparse", pruning.PruningConfig(),
+           conversion.ConversionConfig(quantization="int8", sparse_weights=True)),
+]
+
+
+def _split(seed: int):
+  images, labels = digits.load_digits_28()
+  order = np.random.default_rng(seed).permutation(len(labels))
+  return ((images[order[:TRAIN]], labels[order[:TRAIN]]),
+          (images[order[TRAIN:]], labels[order[TRAIN:]]))
+
+
+def _h5_bytes(model) -> int:
+  with tempfile.TemporaryDirectory() as d:
+    path = os.path.join(d, "model.h5")
+    model.save(path, include_optimizer=False)
+    return os.path.getsize(path)
+
+
+def run_one(recipe: Recipe, seed: int) -> Dict[str, float]:
+  tf.keras.utils.set_random_seed(seed)
+  (x, y), (xe, ye) = _split(seed)
+  dense = digits_trainer.build_seed_cnn()
+  dense.fit(x, y, epochs=4, batch_size=32, verbose=0)
+  dense_accuracy = float(np.mean(np.argmax(dense.predict(xe, verbose=0), 1) == ye))
+  dense_tflite = conversion.convert(dense, conversion.ConversionConfig(quantization="none"))
+  dense_h5 = _h5_bytes(dense)
+  train_ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(TRAIN, seed=seed).batch(
+      recipe.pruning.batch_size)
+  start = time.time()
+  result = pruning.prune(dense, train_ds, None, TRAIN, recipe.pruning)
+  prune_s = time.time() - start
+  representative = {"image": x[:200]} if recipe.conversion.quantization == "int8" else None
+  deployable = conversion.convert(result.model, recipe.conversion, representative)
+  predictions = conversion.run_tflite(deployable, {"image": xe})
+  accuracy = float(np.mean(np.argmax(predictions, 1) == ye))
+  gzip_bytes = conversion.gzip_size(deployable)
+  return {
+      "benchmark": "compression", "config": recipe.name, "seed": seed,
+      "sparsity": result.sparsity, "dense_h5_bytes": dense_h5,
+      "dense_tflite_bytes": len(dense_tflite), "deployable_bytes": len(deployable),
+      "deployable_gzip_bytes": gzip_bytes, "ratio": len(dense_tflite) / gzip_bytes,
+      "ratio_vs_h5": dense_h5 / gzip_bytes, "dense_accuracy": dense_accuracy,
+      "accuracy": accuracy, "accuracy_drop_pp": 100 * (dense_accuracy - accuracy),
+      "prune_seconds": prune_s,
+  }
+
+
+def summarize(rows: List[Dict[str, float]]) -> List[Dict[str, float]]:
+  """Mean and spread (min..max) per recipe over seeds."""
+  out = []
+  for name in dict.fromkeys(r["config"] for r in rows):
+    group = [r for r in rows if r["config"] == name]
+    summary = {"benchmark": "compression", "config": name, "seeds": len(group)}
+    for key in ("sparsity", "ratio", "ratio_vs_h5", "accuracy_drop_pp", "deployable_gzip_bytes",
+                "dense_tflite_bytes", "dense_h5_bytes"):
+      values = np.array([r[key] for r in group], dtype=float)
+      summary[key] = float(values.mean())
+      summary[f"{key}_min"], summary[f"{key}_max"] = float(values.min()), float(values.max())
+    out.append(summary)
+  return out
+
+
+def table(summaries: List[Dict[str, float]]) -> str:
+  head = (f"{'config':24} {'sparsity':>9} {'dense TFLite':>13} {'gzip deploy':>12} "
+          f"{'ratio':>16} {'ratio vs .h5':>13} {'acc drop pp':>16}")
+  lines = [head, "-" * len(head)]
+  for s in summaries:
+    lines.append(
+        f"{s['config']:24} {s['sparsity']:9.4f} {s['dense_tflite_bytes'] / 1e6:11.2f}MB "
+        f"{s['deployable_gzip_bytes'] / 1e6:10.3f}MB "
+        f"{s['ratio']:6.1f}x ({s['ratio_min']:.1f}-{s['ratio_max']:.1f}) {s['ratio_vs_h5']:12.1f}x "
+        f"{s['accuracy_drop_pp']:+6.2f} ({s['accuracy_drop_pp_min']:+.2f}..{s['accuracy_drop_pp_max']:+.2f})")
+  return "\n".join(lines)
+
+
+def run(seeds=(0, 1, 2)) -> List[Dict[str, float]]:
+  rows = []
+  for seed in seeds:
+    for recipe in RECIPES:
+      row = run_one(recipe, seed)
+      print(f"  compression {recipe.name} seed {seed}: sparsity {row['sparsity']:.4f} "
+            f"ratio {row['ratio']:.1f}x drop {row['accuracy_drop_pp']:+.2f}pp", flush=True)
+      rows.append(row)
+  summaries = summarize(rows)
+  print(table(summaries), flush=True)
+  return summaries + rows
