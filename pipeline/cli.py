@@ -2,6 +2,7 @@
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 
@@ -38,6 +39,60 @@ def cmd_report(args) -> int:
   return 0
 
 
+def _compiled(args, config):
+  from pipeline.runners import kubeflow  # pylint: disable=g-import-not-at-top
+  output = args.output or f"{config.pipeline_name}.json"
+  job = kubeflow.compile_pipeline(config, output)
+  return kubeflow, job, output
+
+
+def cmd_compile(args) -> int:
+  config = _load(args)
+  _, job, output = _compiled(args, config)
+  tasks = sorted(job["pipelineSpec"]["root"]["dag"]["tasks"])
+  print(f"bonsai compile: wrote {output} ({os.path.getsize(output)} bytes, {len(tasks)} tasks: "
+        f"{', '.join(tasks)})")
+  return 0
+
+
+def cmd_submit(args) -> int:
+  config = _load(args)
+  kubeflow, job, output = _compiled(args, config)
+  if args.dry_run:
+    if config.runner.type == "vertex":
+      print(json.dumps(kubeflow.describe(kubeflow.vertex_submit_request(config, job)), indent=2))
+    else:
+      print(json.dumps(kubeflow.kfp_submit_arguments(config, output), indent=2))
+    return 0
+  try:
+    print(f"bonsai submit: started {kubeflow.submit(config, job, output)}")
+  except kubeflow.SubmitError as e:
+    print(f"bonsai submit: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+def cmd_schedule(args) -> int:
+  config = _load(args)
+  from pipeline.runners import kubeflow  # pylint: disable=g-import-not-at-top
+  kubeflow.validate_cron(args.cron)  # before compiling
+  kubeflow, job, output = _compiled(args, config)
+  if args.dry_run:
+    if config.runner.type == "vertex":
+      print(json.dumps(kubeflow.describe(kubeflow.vertex_schedule_request(config, job, args.cron)),
+                       indent=2))
+    else:
+      print(json.dumps(kubeflow.kfp_schedule_arguments(config, output, args.cron, "EXPERIMENT_ID"),
+                       indent=2))
+    return 0
+  try:
+    print(f"bonsai schedule: created {kubeflow.schedule(config, job, output, args.cron)}")
+  except kubeflow.SubmitError as e:
+    print(f"bonsai schedule: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="bonsai", description=__doc__)
   sub = p.add_subparsers(dest="command", required=True)
@@ -56,6 +111,21 @@ def parser() -> argparse.ArgumentParser:
   rep.add_argument("--run", default="", help="run id (default: the latest)")
   rep.add_argument("--output", default="", help="HTML file (default: next to the run summary)")
   rep.set_defaults(func=cmd_report)
+  comp = sub.add_parser("compile", help="compile for Kubeflow Pipelines v2 / Vertex AI")
+  common(comp)
+  comp.add_argument("--output", default="", help="pipeline job JSON (default: PIPELINE_NAME.json)")
+  comp.set_defaults(func=cmd_compile)
+  sub_ = sub.add_parser("submit", help="compile and start one run on Vertex AI or Kubeflow")
+  common(sub_)
+  sub_.add_argument("--output", default="", help="pipeline job JSON (default: PIPELINE_NAME.json)")
+  sub_.add_argument("--dry-run", action="store_true", help="print the request instead of sending it")
+  sub_.set_defaults(func=cmd_submit)
+  sch = sub.add_parser("schedule", help="compile and create a recurring run")
+  common(sch)
+  sch.add_argument("--cron", required=True, help='e.g. "0 3 * * 1" (Vertex also takes "TZ=Europe/Paris 0 3 * * 1")')
+  sch.add_argument("--output", default="", help="pipeline job JSON (default: PIPELINE_NAME.json)")
+  sch.add_argument("--dry-run", action="store_true", help="print the request instead of sending it")
+  sch.set_defaults(func=cmd_schedule)
   return p
 
 

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Optional
 import tensorflow as tf
 from tfx import types
 from tfx.dsl.io import fileio
+from tfx.types import artifact
 from tfx.utils import io_utils
 
 BLESSED_FILE = "BLESSED"
@@ -15,6 +16,16 @@ BLESSED_KEY = "blessed"
 CURRENT_MODEL_KEY = "current_model"
 CURRENT_MODEL_ID_KEY = "current_model_id"
 VERDICT_FILE = "verdict.json"
+
+
+class SparsityBlessing(artifact.Artifact):
+  """SparsityValidator's verdict: a ModelBlessing in all but its type name.
+
+  Same BLESSED/NOT_BLESSED file and `blessed` property, but its own type, so that the
+  production-model lookup (LatestBlessedModelStrategy; on Vertex a query for blessed
+  `tfx.ModelBlessing` artifacts) finds only the gate's blessings, never this one.
+  """
+  TYPE_NAME = "bonsai.SparsityBlessing"
 
 
 def write_blessing(blessing: types.Artifact, blessed: bool,

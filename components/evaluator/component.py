@@ -40,7 +40,7 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
       examples: Examples with the `eval_split` split.
       baseline_model: the model in production (a blessed TFLiteConverter output, e.g.
         from a Resolver with LatestBlessedModelStrategy); optional.
-      sparsity_blessing: SparsityValidator's ModelBlessing; optional.
+      sparsity_blessing: SparsityValidator's SparsityBlessing; optional.
       label_key: the label feature (integer class ids).
       max_accuracy_drop: absolute accuracy the candidate may lose against the dense
         and the production model, in [0, 1].

@@ -2,6 +2,8 @@
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
 
+from components.common import blessing
+
 # Inputs
 MODEL_KEY = "model"
 DENSE_MODEL_KEY = "dense_model"
@@ -43,7 +45,7 @@ class CompressionEvaluatorSpec(component_spec.ComponentSpec):
       BASELINE_MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model,
                                                           optional=True),
       SPARSITY_BLESSING_KEY: component_spec.ChannelParameter(
-          type=standard_artifacts.ModelBlessing, optional=True),
+          type=blessing.SparsityBlessing, optional=True),
       EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
   }
   OUTPUTS = {

@@ -14,7 +14,8 @@ class SparsityValidator(base_component.BaseComponent):
   """Measures the sparsity of `model` (a Keras SavedModel) and gates on it.
 
   Outputs `report` (ModelEvaluation: `sparsity.json` and `index.html`) and `blessing`
-  (ModelBlessing as Evaluator writes it, plus the float property `global_sparsity`).
+  (a SparsityBlessing: written like Evaluator's ModelBlessing, plus the float property
+  `global_sparsity`; its own type keeps it out of production-model lookups).
   """
   SPEC_CLASS = spec.SparsityValidatorSpec
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)

@@ -4,6 +4,8 @@ from typing import Dict
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
 
+from components.common import blessing
+
 # Inputs
 MODEL_KEY = "model"
 # Outputs
@@ -37,5 +39,5 @@ class SparsityValidatorSpec(component_spec.ComponentSpec):
   }
   OUTPUTS = {
       REPORT_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelEvaluation),
-      BLESSING_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
+      BLESSING_KEY: component_spec.ChannelParameter(type=blessing.SparsityBlessing),
   }

@@ -79,7 +79,7 @@ def weak_dense_model(tmp_path_factory, digits_arrays, digits_schema):
 
 
 def _sparsity_blessing(uri, blessed, model):
-  artifact = standard_artifacts.ModelBlessing()
+  artifact = blessing_lib.SparsityBlessing()
   artifact.uri = uri
   blessing_lib.write_blessing(artifact, blessed, model, {"passed": blessed})
   return artifact
@@ -263,7 +263,7 @@ def _channels():
 def test_component_declares_the_gate():
   evaluator = component.CompressionEvaluator(
       **_channels(), baseline_model=types.Channel(type=standard_artifacts.Model),
-      sparsity_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+      sparsity_blessing=types.Channel(type=blessing_lib.SparsityBlessing),
       min_compression_ratio=4, max_relative_accuracy_drop=0.02)
   evaluator.with_beam_pipeline_args(["--direct_num_workers=2"])
   assert evaluator.exec_properties[spec.MIN_COMPRESSION_RATIO_KEY] == 4.0

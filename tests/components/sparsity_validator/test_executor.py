@@ -23,7 +23,7 @@ DEFAULTS = {spec.MIN_SPARSITY_KEY: 0.85, spec.TOLERANCE_KEY: 0.01,
 def _run(model_artifact, tmp_path, **properties):
   report = standard_artifacts.ModelEvaluation()
   report.uri = str(tmp_path / "report")
-  blessing = standard_artifacts.ModelBlessing()
+  blessing = blessing_lib.SparsityBlessing()
   blessing.uri = str(tmp_path / "blessing")
   executor.Executor().Do({spec.MODEL_KEY: [model_artifact]},
                          {spec.REPORT_KEY: [report], spec.BLESSING_KEY: [blessing]},
@@ -122,5 +122,5 @@ def test_component_declares_parameters_and_outputs():
       per_layer_min_sparsity={"dense": 1}, include_all_tensors=True, sparsity_m_by_n="2:4")
   assert validator.exec_properties[spec.PER_LAYER_MIN_SPARSITY_KEY] == {"dense": 1.0}
   assert validator.exec_properties[spec.INCLUDE_ALL_TENSORS_KEY] == 1
-  assert validator.outputs[spec.BLESSING_KEY].type is standard_artifacts.ModelBlessing
+  assert validator.outputs[spec.BLESSING_KEY].type is blessing_lib.SparsityBlessing
   assert validator.outputs[spec.REPORT_KEY].type is standard_artifacts.ModelEvaluation
