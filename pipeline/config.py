@@ -42,6 +42,7 @@ class PruningSection:
   schedule: str = "polynomial"
   epochs: int = 4
   begin_step: int = 0
+  end_step: int = 0
   frequency: int = 0
   batch_size: int = 32
   learning_rate: float = 1e-3

@@ -3,10 +3,12 @@ SparsityValidator -> TFLiteConverter -> CompressionEvaluator -> Pusher."""
 from typing import List, Optional
 
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 from components.evaluator.component import CompressionEvaluator
 from components.prune_trainer.component import PruneTrainer
+from components.pusher.executor import AtomicPushExecutor
 from components.sparsity_validator.component import SparsityValidator
 from components.tflite_converter.component import TFLiteConverter
 from pipeline.config import BonsaiConfig
@@ -51,7 +53,7 @@ def create_pipeline(config: BonsaiConfig,
       examples=examples, model=trainer.outputs["model"], schema=schema,
       label_key=config.data.label_key, target_sparsity=p.target_sparsity,
       initial_sparsity=p.initial_sparsity, schedule=p.schedule, epochs=p.epochs,
-      begin_step=p.begin_step, frequency=p.frequency, batch_size=p.batch_size,
+      begin_step=p.begin_step, end_step=p.end_step, frequency=p.frequency, batch_size=p.batch_size,
       learning_rate=p.learning_rate, include_layers=p.include_layers,
       exclude_layers=p.exclude_layers, sparsity_m_by_n=p.sparsity_m_by_n,
       pruning_policy=p.pruning_policy)
@@ -93,7 +95,8 @@ def create_pipeline(config: BonsaiConfig,
       model=converter.outputs["tflite_model"], model_blessing=evaluator.outputs["blessing"],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=config.push.destination)))
+              base_directory=config.push.destination)),
+      custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPushExecutor))
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

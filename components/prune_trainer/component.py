@@ -32,6 +32,7 @@ class PruneTrainer(base_component.BaseComponent):
                schedule: str = "polynomial",
                epochs: int = 4,
                begin_step: int = 0,
+               end_step: int = 0,
                frequency: int = 0,
                batch_size: int = 32,
                learning_rate: float = 1e-3,
@@ -44,7 +45,7 @@ class PruneTrainer(base_component.BaseComponent):
                eval_split: str = "eval"):
     pruning.PruningConfig(
         target_sparsity=target_sparsity, initial_sparsity=initial_sparsity, schedule=schedule,
-        epochs=epochs, begin_step=begin_step, frequency=frequency, batch_size=batch_size,
+        epochs=epochs, begin_step=begin_step, end_step=end_step, frequency=frequency, batch_size=batch_size,
         learning_rate=learning_rate, include_layers=tuple(include_layers or ()),
         exclude_layers=tuple(exclude_layers or ()), sparsity_m_by_n=sparsity_m_by_n,
         pruning_policy=pruning_policy).validate()
@@ -54,7 +55,7 @@ class PruneTrainer(base_component.BaseComponent):
         examples=examples, model=model, schema=schema, transform_graph=transform_graph,
         label_key=label_key, target_sparsity=float(target_sparsity),
         initial_sparsity=float(initial_sparsity), schedule=schedule, epochs=int(epochs),
-        begin_step=int(begin_step), frequency=int(frequency), batch_size=int(batch_size),
+        begin_step=int(begin_step), end_step=int(end_step), frequency=int(frequency), batch_size=int(batch_size),
         learning_rate=float(learning_rate), include_layers=list(include_layers or []),
         exclude_layers=list(exclude_layers or []), sparsity_m_by_n=sparsity_m_by_n,
         pruning_policy=pruning_policy, module_file=module_file, train_split=train_split,

@@ -29,6 +29,7 @@ def config_from_properties(exec_properties: Dict[str, Any]) -> pruning.PruningCo
       schedule=exec_properties[spec.SCHEDULE_KEY],
       epochs=int(exec_properties[spec.EPOCHS_KEY]),
       begin_step=int(exec_properties[spec.BEGIN_STEP_KEY]),
+      end_step=int(exec_properties.get(spec.END_STEP_KEY) or 0),
       frequency=int(exec_properties[spec.FREQUENCY_KEY]),
       batch_size=int(exec_properties[spec.BATCH_SIZE_KEY]),
       learning_rate=float(exec_properties[spec.LEARNING_RATE_KEY]),

@@ -33,6 +33,7 @@ class PruningConfig:
   schedule: str = "polynomial"
   epochs: int = 4
   begin_step: int = 0
+  end_step: int = 0           # 0: the last pruning event of the fine-tune (target reached)
   frequency: int = 0          # 0: chosen so the target is reached within the fine-tune
   batch_size: int = 32
   learning_rate: float = 1e-3
@@ -56,6 +57,9 @@ class PruningConfig:
         raise PruningError(f"{name} must be >= 1, got {getattr(self, name)}")
     if self.begin_step < 0:
       raise PruningError(f"begin_step must be >= 0, got {self.begin_step}")
+    if self.end_step < 0 or (self.end_step and self.end_step <= self.begin_step):
+      raise PruningError(f"end_step must be > begin_step={self.begin_step}, or 0 to choose it, "
+                         f"got {self.end_step}")
     if self.frequency < 0:
       raise PruningError(f"frequency must be >= 1, or 0 to choose it, got {self.frequency}")
     if not self.learning_rate > 0:
@@ -118,6 +122,12 @@ def plan_schedule(config: PruningConfig, num_examples: int) -> Schedule:
         f"frequency must be <= {span} so that pruning reaches the target within the fine-tune "
         f"({total} steps from begin_step {config.begin_step}), got {frequency}")
   end_step = config.begin_step + frequency * (span // frequency)
+  if config.end_step:
+    end_step = config.end_step
+    last_event = config.begin_step + frequency * ((min(end_step, last) - config.begin_step) // frequency)
+    if last_event < end_step:
+      log.warning("end_step %d: the last pruning event is step %d, so the schedule stops short "
+                  "of target_sparsity (leave end_step at 0 to reach it)", end_step, last_event)
   return Schedule(config.begin_step, end_step, frequency, steps_per_epoch, total)
 
 

@@ -21,6 +21,7 @@ INITIAL_SPARSITY_KEY = "initial_sparsity"
 SCHEDULE_KEY = "schedule"
 EPOCHS_KEY = "epochs"
 BEGIN_STEP_KEY = "begin_step"
+END_STEP_KEY = "end_step"
 FREQUENCY_KEY = "frequency"
 BATCH_SIZE_KEY = "batch_size"
 LEARNING_RATE_KEY = "learning_rate"
@@ -45,6 +46,7 @@ class PruneTrainerSpec(component_spec.ComponentSpec):
       SCHEDULE_KEY: component_spec.ExecutionParameter(type=str),
       EPOCHS_KEY: component_spec.ExecutionParameter(type=int),
       BEGIN_STEP_KEY: component_spec.ExecutionParameter(type=int),
+      END_STEP_KEY: component_spec.ExecutionParameter(type=int, optional=True),
       FREQUENCY_KEY: component_spec.ExecutionParameter(type=int),
       BATCH_SIZE_KEY: component_spec.ExecutionParameter(type=int),
       LEARNING_RATE_KEY: component_spec.ExecutionParameter(type=float),

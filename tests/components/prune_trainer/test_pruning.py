@@ -18,6 +18,13 @@ def trained(digits_arrays):
   return model
 
 
+def test_explicit_end_step_reproduces_the_seed():
+  seed = pruning.plan_schedule(pruning.PruningConfig(frequency=100, end_step=180), 1437)
+  assert seed.end_step == 180 and seed.frequency == 100
+  with pytest.raises(pruning.PruningError, match="end_step must be > begin_step=10"):
+    pruning.PruningConfig(begin_step=10, end_step=5).validate()
+
+
 def test_seed_frequency_never_reaches_the_target_but_the_plan_does():
   # The seed: 1437 examples / 32 = 45 steps x 4 epochs, frequency 100.
   seed = pruning.plan_schedule(pruning.PruningConfig(frequency=100), 1437)
