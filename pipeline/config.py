@@ -36,6 +36,17 @@ class TrainerConfig:
 
 
 @dataclasses.dataclass
+class SearchSection:
+  enabled: bool = False
+  levels: List[float] = dataclasses.field(
+      default_factory=lambda: [0.9, 0.95, 0.97, 0.98, 0.99, 0.995])
+  max_accuracy_drop: float = -1.0     # < 0: the gate's max_accuracy_drop
+  max_trials: int = 8
+  time_budget_s: float = 0.0          # 0: no limit
+  epochs_per_trial: int = 2
+
+
+@dataclasses.dataclass
 class PruningSection:
   target_sparsity: float = 0.9
   initial_sparsity: float = 0.5
@@ -50,6 +61,8 @@ class PruningSection:
   exclude_layers: List[str] = dataclasses.field(default_factory=list)
   sparsity_m_by_n: str = ""
   pruning_policy: str = ""
+  allocation: str = "uniform"
+  search: SearchSection = dataclasses.field(default_factory=SearchSection)
 
 
 @dataclasses.dataclass
@@ -76,6 +89,7 @@ class GateSection:
   max_accuracy_drop: float = 0.01
   max_relative_accuracy_drop: float = 0.0
   min_compression_ratio: float = 10.0
+  max_latency_ratio: float = 0.0
 
 
 @dataclasses.dataclass
@@ -236,10 +250,13 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
   for key in ("train_steps", "eval_steps"):
     if getattr(config.trainer, key) < 1:
       raise ConfigError(f"trainer.{key}: must be >= 1, got {getattr(config.trainer, key)}")
+  fields = dataclasses.asdict(config.pruning)
+  fields.pop("search")
   try:
-    pruning.PruningConfig(**{**dataclasses.asdict(config.pruning),
-                             "include_layers": tuple(config.pruning.include_layers),
+    pruning.PruningConfig(**{**fields, "include_layers": tuple(config.pruning.include_layers),
                              "exclude_layers": tuple(config.pruning.exclude_layers)}).validate()
+    if config.pruning.search.enabled:
+      search_config(config).validate()
   except pruning.PruningError as e:
     raise ConfigError(f"pruning.{e}") from e
   s = config.sparsity
@@ -271,6 +288,9 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
                       f"got {g.max_relative_accuracy_drop}")
   if not g.min_compression_ratio > 1.0:
     raise ConfigError(f"gate.min_compression_ratio: must be > 1, got {g.min_compression_ratio}")
+  if not 0.0 <= g.max_latency_ratio < float("inf"):
+    raise ConfigError("gate.max_latency_ratio: must be >= 0 (0 turns it off), "
+                      f"got {g.max_latency_ratio}")
   if not config.push.destination:
     raise ConfigError("push.destination: must be set (a directory or gs:// URI)")
   if _inside(config.push.destination, config.pipeline_root):
@@ -280,6 +300,20 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
   if config.runner.type not in runners:
     raise ConfigError(f"runner.type: must be one of {list(runners)}, got '{config.runner.type}'")
   return config
+
+
+def search_budget(config: BonsaiConfig) -> float:
+  """The search's accuracy budget: its own, or the gate's when negative."""
+  own = config.pruning.search.max_accuracy_drop
+  return config.gate.max_accuracy_drop if own < 0 else own
+
+
+def search_config(config: BonsaiConfig):
+  from components.prune_trainer import search  # pylint: disable=g-import-not-at-top
+  s = config.pruning.search
+  return search.SearchConfig(levels=tuple(s.levels), max_accuracy_drop=search_budget(config),
+                             max_trials=s.max_trials, time_budget_s=s.time_budget_s,
+                             epochs_per_trial=s.epochs_per_trial)
 
 
 def load(path: Optional[str] = None, overrides: Optional[List[str]] = None,

@@ -11,9 +11,17 @@ from components.prune_trainer.component import PruneTrainer
 from components.pusher.executor import AtomicPushExecutor
 from components.sparsity_validator.component import SparsityValidator
 from components.tflite_converter.component import TFLiteConverter
+from pipeline import config as config_lib
 from pipeline.config import BonsaiConfig
 
 PRODUCTION_RESOLVER_ID = "latest_blessed_model_resolver"
+
+
+def _search_arguments(config: BonsaiConfig) -> dict:
+  s = config_lib.search_config(config)
+  return dict(search_levels=list(s.levels), search_max_accuracy_drop=s.max_accuracy_drop,
+              search_max_trials=s.max_trials, search_time_budget_s=s.time_budget_s,
+              search_epochs_per_trial=s.epochs_per_trial)
 
 
 def create_pipeline(config: BonsaiConfig,
@@ -56,7 +64,8 @@ def create_pipeline(config: BonsaiConfig,
       begin_step=p.begin_step, end_step=p.end_step, frequency=p.frequency, batch_size=p.batch_size,
       learning_rate=p.learning_rate, include_layers=p.include_layers,
       exclude_layers=p.exclude_layers, sparsity_m_by_n=p.sparsity_m_by_n,
-      pruning_policy=p.pruning_policy)
+      pruning_policy=p.pruning_policy, allocation=p.allocation,
+      **(_search_arguments(config) if p.search.enabled else {}))
   pruned_model = prune_trainer.outputs["pruned_model"]
 
   s = config.sparsity
@@ -89,7 +98,7 @@ def create_pipeline(config: BonsaiConfig,
       sparsity_blessing=sparsity_validator.outputs["blessing"],
       label_key=config.data.label_key, max_accuracy_drop=g.max_accuracy_drop,
       max_relative_accuracy_drop=g.max_relative_accuracy_drop,
-      min_compression_ratio=g.min_compression_ratio)
+      min_compression_ratio=g.min_compression_ratio, max_latency_ratio=g.max_latency_ratio)
 
   pusher = tfx.components.Pusher(
       model=converter.outputs["tflite_model"], model_blessing=evaluator.outputs["blessing"],

@@ -8,6 +8,7 @@ from tfx.types import standard_artifacts
 
 from components.prune_trainer import executor
 from components.prune_trainer import pruning
+from components.prune_trainer import search
 from components.prune_trainer import spec
 
 
@@ -41,6 +42,12 @@ class PruneTrainer(base_component.BaseComponent):
                sparsity_m_by_n: str = "",
                pruning_policy: str = "",
                module_file: Optional[str] = None,
+               allocation: str = "uniform",
+               search_levels: Optional[List[float]] = None,
+               search_max_accuracy_drop: float = 0.01,
+               search_max_trials: int = 8,
+               search_time_budget_s: float = 0.0,
+               search_epochs_per_trial: int = 2,
                train_split: str = "train",
                eval_split: str = "eval"):
     pruning.PruningConfig(
@@ -48,7 +55,11 @@ class PruneTrainer(base_component.BaseComponent):
         epochs=epochs, begin_step=begin_step, end_step=end_step, frequency=frequency, batch_size=batch_size,
         learning_rate=learning_rate, include_layers=tuple(include_layers or ()),
         exclude_layers=tuple(exclude_layers or ()), sparsity_m_by_n=sparsity_m_by_n,
-        pruning_policy=pruning_policy).validate()
+        pruning_policy=pruning_policy, allocation=allocation).validate()
+    if search_levels:
+      search.SearchConfig(levels=tuple(search_levels), max_accuracy_drop=search_max_accuracy_drop,
+                          max_trials=search_max_trials, time_budget_s=search_time_budget_s,
+                          epochs_per_trial=search_epochs_per_trial).validate()
     if not label_key and not module_file:
       raise ValueError("label_key must name the label feature (e.g. 'label'), got ''")
     super().__init__(spec.PruneTrainerSpec(
@@ -58,7 +69,12 @@ class PruneTrainer(base_component.BaseComponent):
         begin_step=int(begin_step), end_step=int(end_step), frequency=int(frequency), batch_size=int(batch_size),
         learning_rate=float(learning_rate), include_layers=list(include_layers or []),
         exclude_layers=list(exclude_layers or []), sparsity_m_by_n=sparsity_m_by_n,
-        pruning_policy=pruning_policy, module_file=module_file, train_split=train_split,
+        pruning_policy=pruning_policy, module_file=module_file, allocation=allocation,
+        search_levels=[float(x) for x in search_levels or []],
+        search_max_accuracy_drop=float(search_max_accuracy_drop),
+        search_max_trials=int(search_max_trials),
+        search_time_budget_s=float(search_time_budget_s),
+        search_epochs_per_trial=int(search_epochs_per_trial), train_split=train_split,
         eval_split=eval_split,
         pruned_model=types.Channel(type=standard_artifacts.Model),
         model_run=types.Channel(type=standard_artifacts.ModelRun)))

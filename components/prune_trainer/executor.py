@@ -1,7 +1,7 @@
 """PruneTrainer's executor: unpacks artifacts, builds the datasets, calls `pruning.prune`."""
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from absl import logging
 import tensorflow as tf
@@ -17,6 +17,7 @@ from components.common import examples as examples_lib
 from components.common import model_io
 from components.common import params
 from components.prune_trainer import pruning
+from components.prune_trainer import search
 from components.prune_trainer import spec
 
 REPORT_FILE = "pruning.json"
@@ -37,6 +38,23 @@ def config_from_properties(exec_properties: Dict[str, Any]) -> pruning.PruningCo
       exclude_layers=tuple(params.get_list(exec_properties, spec.EXCLUDE_LAYERS_KEY)),
       sparsity_m_by_n=exec_properties.get(spec.SPARSITY_M_BY_N_KEY) or "",
       pruning_policy=exec_properties.get(spec.PRUNING_POLICY_KEY) or "",
+      allocation=exec_properties.get(spec.ALLOCATION_KEY) or "uniform",
+  ).validate()
+
+
+def search_from_properties(exec_properties: Dict[str, Any]) -> Optional[search.SearchConfig]:
+  """The search configuration, or None when `search_levels` is empty (plain pruning)."""
+  levels = params.get_list(exec_properties, spec.SEARCH_LEVELS_KEY)
+  if not levels:
+    return None
+  defaults = search.SearchConfig()
+  value = lambda key, default: default if exec_properties.get(key) is None else exec_properties[key]
+  return search.SearchConfig(
+      levels=tuple(float(x) for x in levels),
+      max_accuracy_drop=float(value(spec.SEARCH_MAX_ACCURACY_DROP_KEY, defaults.max_accuracy_drop)),
+      max_trials=int(value(spec.SEARCH_MAX_TRIALS_KEY, defaults.max_trials)),
+      time_budget_s=float(value(spec.SEARCH_TIME_BUDGET_KEY, defaults.time_budget_s)),
+      epochs_per_trial=int(value(spec.SEARCH_EPOCHS_KEY, defaults.epochs_per_trial)),
   ).validate()
 
 
@@ -48,6 +66,7 @@ class Executor(base_executor.BaseExecutor):
          exec_properties: Dict[str, Any]) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
     config = config_from_properties(exec_properties)
+    search_config = search_from_properties(exec_properties)
     examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
     model_artifact = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
     output = artifact_utils.get_single_instance(output_dict[spec.PRUNED_MODEL_KEY])
@@ -74,8 +93,13 @@ class Executor(base_executor.BaseExecutor):
 
     train_ds, eval_ds = self._datasets(exec_properties, examples, schema, model, label_key,
                                        train_split, eval_split, config.batch_size)
-    result = pruning.prune(model, train_ds, eval_ds, num_train, config,
-                           log_dir=model_run.uri)
+    search_report = None
+    if search_config is not None:
+      found = search.search(model, train_ds, eval_ds, num_train, config, search_config,
+                            log_dir=model_run.uri)
+      result, search_report = found.result, found.report()
+    else:
+      result = pruning.prune(model, train_ds, eval_ds, num_train, config, log_dir=model_run.uri)
 
     model_io.save_keras_model(result.model, model_io.serving_dir(output.uri), serving_spec)
     accuracy = (result.history.get("val_accuracy") or [None])[-1]
@@ -89,6 +113,8 @@ class Executor(base_executor.BaseExecutor):
                      "steps_per_epoch": result.schedule.steps_per_epoch,
                      "total_steps": result.schedule.total_steps},
         "history": result.history,
+        "layer_sparsity": result.layer_sparsity,
+        "search": search_report,
         "train_examples": num_train,
         "eval_examples": num_eval,
     }

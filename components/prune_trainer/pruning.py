@@ -14,6 +14,9 @@ import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
 SCHEDULES = ("polynomial", "constant")
+ALLOCATIONS = ("uniform", "global_magnitude")
+# No layer is pruned beyond this by the global allocation: a layer at 100 % cuts the network.
+MAX_LAYER_SPARSITY = 0.995
 POLICIES = ("", "xnnpack")
 # Recovery time between pruning steps when `frequency` is not given: about this many
 # pruning events over the fine-tune, never more than every step nor rarer than the seed's 100.
@@ -41,6 +44,7 @@ class PruningConfig:
   exclude_layers: Tuple[str, ...] = ()
   sparsity_m_by_n: str = ""   # "" or "M:N", e.g. "2:4"
   pruning_policy: str = ""    # "" or "xnnpack" (PruneForLatencyOnXNNPack)
+  allocation: str = "uniform"  # or "global_magnitude": one magnitude threshold across layers
 
   def validate(self) -> "PruningConfig":
     """Raises PruningError naming the first invalid field and its allowed values."""
@@ -73,6 +77,11 @@ class PruningConfig:
     self.m_by_n  # pylint: disable=pointless-statement  (parses and checks)
     if self.pruning_policy not in POLICIES:
       raise PruningError(f"pruning_policy must be one of {list(POLICIES)}, got '{self.pruning_policy}'")
+    if self.allocation not in ALLOCATIONS:
+      raise PruningError(f"allocation must be one of {list(ALLOCATIONS)}, got '{self.allocation}'")
+    if self.allocation == "global_magnitude" and (self.m_by_n or self.pruning_policy):
+      raise PruningError("allocation 'global_magnitude' sets a sparsity per layer; it cannot be "
+                         "combined with sparsity_m_by_n or pruning_policy")
     if self.pruning_policy == "xnnpack" and (self.m_by_n or self.include_layers or self.exclude_layers):
       raise PruningError("pruning_policy 'xnnpack' prunes the whole model with XNNPack's structure; "
                          "it cannot be combined with sparsity_m_by_n, include_layers or exclude_layers")
@@ -131,12 +140,19 @@ def plan_schedule(config: PruningConfig, num_examples: int) -> Schedule:
   return Schedule(config.begin_step, end_step, frequency, steps_per_epoch, total)
 
 
-def _pruning_schedule(config: PruningConfig, schedule: Schedule):
+# Per-layer targets: {layer name: (initial sparsity, final sparsity)}.
+LayerTargets = Dict[str, Tuple[float, float]]
+
+
+def _pruning_schedule(config: PruningConfig, schedule: Schedule,
+                      initial: Optional[float] = None, final: Optional[float] = None):
+  initial = config.initial_sparsity if initial is None else initial
+  final = config.target_sparsity if final is None else final
   if config.schedule == "constant":
     return tfmot.sparsity.keras.ConstantSparsity(
-        config.target_sparsity, schedule.begin_step, schedule.end_step, schedule.frequency)
+        final, schedule.begin_step, schedule.end_step, schedule.frequency)
   return tfmot.sparsity.keras.PolynomialDecay(
-      config.initial_sparsity, config.target_sparsity, schedule.begin_step, schedule.end_step,
+      min(initial, final), final, schedule.begin_step, schedule.end_step,
       frequency=schedule.frequency)
 
 
@@ -171,7 +187,7 @@ def select_layers(model, config: PruningConfig) -> List[str]:
           f"(exclude_layers: ['{layer.name}']) or make it a tfmot.sparsity.keras.PrunableLayer "
           "that returns its prunable weights")
     selected.append(layer.name)
-  prunable = [n for n in selected if _prunable_weights(model.get_layer(n))]
+  prunable = [n for n in selected if prunable_weights(model.get_layer(n))]
   if not prunable:
     raise PruningError(
         f"no prunable layer selected in model '{model.name}' (layers: "
@@ -180,16 +196,22 @@ def select_layers(model, config: PruningConfig) -> List[str]:
   return selected
 
 
-def _prunable_weights(layer) -> list:
-  """The weight variables TFMOT would prune in `layer`."""
+def prunable_weights(layer) -> list:
+  """The weight variables TFMOT would prune in `layer` ([] for layers it does not know)."""
   if isinstance(layer, tfmot.sparsity.keras.PrunableLayer):
-    return layer.get_prunable_weights()
+    return layer.getprunable_weights()
+  if not prune_registry.PruneRegistry.supports(layer):
+    return []
   names = prune_registry.PruneRegistry._weight_names(layer)  # pylint: disable=protected-access
   return [getattr(layer, n) for n in names if hasattr(layer, n)]
 
 
-def wrap(model, config: PruningConfig, schedule: Schedule):
-  """The model with pruning wrappers on the selected layers (weights shared with `model`)."""
+def wrap(model, config: PruningConfig, schedule: Schedule,
+         layer_targets: Optional[LayerTargets] = None):
+  """The model with pruning wrappers on the selected layers (weights shared with `model`).
+
+  With `layer_targets`, only those layers are wrapped, each with its own schedule.
+  """
   check_model(model)
   keras = tf.keras
   kwargs: Dict[str, Any] = {"pruning_schedule": _pruning_schedule(config, schedule)}
@@ -203,12 +225,41 @@ def wrap(model, config: PruningConfig, schedule: Schedule):
       raise PruningError(f"pruning_policy 'xnnpack' does not fit this model: {e}") from e
   selected = set(select_layers(model, config))
 
+  if layer_targets is not None:
+    selected = set(layer_targets)
+
   def clone(layer):
     if layer.name in selected:
+      if layer_targets is not None:
+        initial, final = layer_targets[layer.name]
+        return tfmot.sparsity.keras.prune_low_magnitude(
+            layer, **{**kwargs, "pruning_schedule": _pruning_schedule(config, schedule, initial, final)})
       return tfmot.sparsity.keras.prune_low_magnitude(layer, **kwargs)
     return layer
 
   return keras.models.clone_model(model, clone_function=clone)
+
+
+def allocate(model, layer_names: Sequence[str], target: float,
+             max_layer_sparsity: float = MAX_LAYER_SPARSITY) -> Dict[str, float]:
+  """Per-layer sparsity from one magnitude threshold over all the layers' prunable weights.
+
+  The threshold is the `target` quantile of |w| across layers, so large layers of small
+  weights (the seed's dense layer: 98 % of the parameters) end up far sparser than small
+  ones (its first convolution: 800 weights). Each layer is capped at `max_layer_sparsity`.
+  """
+  magnitudes = {}
+  for name in layer_names:
+    weights = prunable_weights(model.get_layer(name))
+    if weights:
+      magnitudes[name] = np.concatenate([np.abs(w.numpy()).ravel() for w in weights])
+  if not magnitudes:
+    raise PruningError("no prunable weights to allocate sparsity over")
+  everything = np.concatenate(list(magnitudes.values()))
+  k = min(int(round(target * everything.size)), everything.size - 1)
+  threshold = np.partition(everything, k)[k]
+  return {name: float(min(max_layer_sparsity, np.mean(m < threshold)))
+          for name, m in magnitudes.items()}
 
 
 def current_sparsity(pruned_model) -> float:
@@ -231,7 +282,7 @@ def kernel_sparsity(model, layer_names: Optional[Sequence[str]] = None) -> float
     if not (prune_registry.PruneRegistry.supports(layer)
             or isinstance(layer, tfmot.sparsity.keras.PrunableLayer)):
       continue
-    for weight in _prunable_weights(layer):
+    for weight in prunable_weights(layer):
       w = weight.numpy()
       zeros += int(w.size - np.count_nonzero(w))
       total += int(w.size)
@@ -259,16 +310,20 @@ class PruneResult:
   pruned_layers: List[str]
   sparsity: float            # zeros / total over the pruned layers' prunable weights
   history: Dict[str, List[float]]
+  layer_sparsity: Dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
           num_train_examples: int, config: PruningConfig, loss: Any = None,
           metrics: Optional[Sequence[Any]] = None, log_dir: Optional[str] = None,
-          eval_steps: Optional[int] = None) -> PruneResult:
+          eval_steps: Optional[int] = None,
+          layer_targets: Optional[LayerTargets] = None) -> PruneResult:
   """Fine-tunes `model` with magnitude pruning and returns the stripped model.
 
   `train_ds` yields batches of (inputs, label) of `config.batch_size`; it is repeated here.
   `loss` defaults to the model's compiled loss, else sparse categorical cross-entropy.
+  `layer_targets` ({layer: (initial, final)}) overrides the config's targets per layer;
+  `config.allocation == "global_magnitude"` computes them with `allocate`.
   """
   config.validate()
   schedule = plan_schedule(config, num_train_examples)
@@ -277,7 +332,14 @@ def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
   loss = loss or getattr(model, "loss", None) or "sparse_categorical_crossentropy"
   if metrics is None:
     metrics = ["accuracy"] if "crossentropy" in str(loss) else []
-  pruned = wrap(model, config, schedule)
+  if layer_targets is None and config.allocation == "global_magnitude":
+    finals = allocate(model, pruned_layers, config.target_sparsity)
+    layer_targets = {n: (min(config.initial_sparsity, s), s) for n, s in finals.items()}
+  if layer_targets is not None:
+    pruned_layers = [n for n in pruned_layers if n in layer_targets]
+    log.info("per-layer targets: %s",
+             ", ".join(f"{n} {f:.4f}" for n, (_, f) in layer_targets.items()))
+  pruned = wrap(model, config, schedule, layer_targets)
   pruned.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss=loss,
                  metrics=list(metrics))
   callbacks = [tfmot.sparsity.keras.UpdatePruningStep(), _EpochLog(config.epochs)]
@@ -295,4 +357,5 @@ def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
   log.info("pruned: sparsity %.4f over %s (target %.4f)", sparsity, pruned_layers,
            config.target_sparsity)
   return PruneResult(stripped, schedule, pruned_layers, sparsity,
-                     {k: [float(x) for x in v] for k, v in history.history.items()})
+                     {k: [float(x) for x in v] for k, v in history.history.items()},
+                     {n: kernel_sparsity(stripped, [n]) for n in pruned_layers})

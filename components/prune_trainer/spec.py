@@ -30,6 +30,12 @@ EXCLUDE_LAYERS_KEY = "exclude_layers"
 SPARSITY_M_BY_N_KEY = "sparsity_m_by_n"
 PRUNING_POLICY_KEY = "pruning_policy"
 MODULE_FILE_KEY = "module_file"
+ALLOCATION_KEY = "allocation"
+SEARCH_LEVELS_KEY = "search_levels"
+SEARCH_MAX_ACCURACY_DROP_KEY = "search_max_accuracy_drop"
+SEARCH_MAX_TRIALS_KEY = "search_max_trials"
+SEARCH_TIME_BUDGET_KEY = "search_time_budget_s"
+SEARCH_EPOCHS_KEY = "search_epochs_per_trial"
 # Output artifact properties
 SPARSITY_PROPERTY = "sparsity"
 ACCURACY_PROPERTY = "eval_accuracy"
@@ -55,6 +61,12 @@ class PruneTrainerSpec(component_spec.ComponentSpec):
       SPARSITY_M_BY_N_KEY: component_spec.ExecutionParameter(type=str, optional=True),
       PRUNING_POLICY_KEY: component_spec.ExecutionParameter(type=str, optional=True),
       MODULE_FILE_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+      ALLOCATION_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+      SEARCH_LEVELS_KEY: component_spec.ExecutionParameter(type=List[float], optional=True),
+      SEARCH_MAX_ACCURACY_DROP_KEY: component_spec.ExecutionParameter(type=float, optional=True),
+      SEARCH_MAX_TRIALS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
+      SEARCH_TIME_BUDGET_KEY: component_spec.ExecutionParameter(type=float, optional=True),
+      SEARCH_EPOCHS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
   }
   INPUTS = {
       EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),

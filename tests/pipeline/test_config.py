@@ -101,3 +101,16 @@ def test_unquoted_m_by_n_in_yaml_gets_a_hint(tmp_path):
   path.write_text(open(DIGITS).read().replace("  epochs: 4\nsparsity:", "  epochs: 4\n  sparsity_m_by_n: 2:4\nsparsity:"))
   with pytest.raises(config_lib.ConfigError, match=r"pruning.sparsity_m_by_n: must be a quoted string such as '2:4'"):
     config_lib.load(str(path))
+
+
+def test_search_section_defaults_to_the_gate_budget_and_is_validated():
+  config = config_lib.load(DIGITS, ["pruning.search.enabled=true", "gate.max_accuracy_drop=0.02"])
+  assert config_lib.search_config(config).max_accuracy_drop == 0.02
+  config = config_lib.load(DIGITS, ["pruning.search.enabled=true", "pruning.search.max_accuracy_drop=0.005"])
+  assert config_lib.search_config(config).max_accuracy_drop == 0.005
+  with pytest.raises(config_lib.ConfigError, match=r"pruning.search.levels must be increasing"):
+    config_lib.load(DIGITS, ["pruning.search.enabled=true", "pruning.search.levels=[0.99, 0.9]"])
+  with pytest.raises(config_lib.ConfigError, match=r"pruning.search.max_trails: unknown key; did you mean 'pruning.search.max_trials'"):
+    config_lib.load(DIGITS, ["pruning.search.max_trails=3"])
+  with pytest.raises(config_lib.ConfigError, match=r"pruning.allocation must be one of"):
+    config_lib.load(DIGITS, ["pruning.allocation=random"])

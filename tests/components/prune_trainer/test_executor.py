@@ -101,3 +101,20 @@ def test_component_validates_at_construction():
   trainer = component_lib.PruneTrainer(examples=examples, model=model, include_layers=["dense.*"])
   assert trainer.exec_properties[spec.INCLUDE_LAYERS_KEY] == ["dense.*"]
   assert set(trainer.outputs) == {spec.PRUNED_MODEL_KEY, spec.MODEL_RUN_KEY}
+
+
+def test_do_with_search_records_every_trial(tmp_path, small_dense_model, digits_examples,
+                                            digits_schema):
+  outputs = _outputs(tmp_path)
+  executor_lib.Executor().Do(
+      {spec.EXAMPLES_KEY: [digits_examples], spec.MODEL_KEY: [small_dense_model],
+       spec.SCHEMA_KEY: [digits_schema]}, outputs,
+      {**PROPERTIES, spec.SEARCH_LEVELS_KEY: "[0.5, 0.8]", spec.SEARCH_MAX_TRIALS_KEY: 2,
+       spec.SEARCH_EPOCHS_KEY: 1, spec.SEARCH_MAX_ACCURACY_DROP_KEY: 0.05})
+  pruned = outputs[spec.PRUNED_MODEL_KEY][0]
+  report = json.load(open(os.path.join(pruned.uri, executor_lib.REPORT_FILE)))
+  trials = report["search"]["trials"]
+  assert [t["level"] for t in trials] == [0.5, 0.8]
+  accepted = [t for t in trials if t["accepted"]]
+  assert accepted and pruned.get_float_custom_property(spec.SPARSITY_PROPERTY) == pytest.approx(
+      max(accepted, key=lambda t: t["level"])["sparsity"])
