@@ -74,6 +74,29 @@ def charts(summary: Dict[str, Any], directory: str) -> List[str]:
     _bar(os.path.join(directory, prefix + "accuracy.png"), "Accuracy on the eval split (TFMA)",
          [k for k, _ in accuracies], [v for _, v in accuracies], "accuracy", line=line)
     made.append(prefix + "accuracy.png")
+  trials = (summary.get("search") or {}).get("trials") or []
+  if trials:
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    dense = summary["search"]["dense_accuracy"]
+    for accepted, marker, color in ((True, "o", "#2a7"), (False, "x", "#c44e52")):
+      points = [t for t in trials if t["accepted"] == accepted]
+      ax.scatter([t["sparsity"] for t in points], [t["accuracy"] for t in points], marker=marker,
+                 color=color, label="within budget" if accepted else "over budget")
+    for i, t in enumerate(trials, 1):
+      ax.annotate(str(i), (t["sparsity"], t["accuracy"]), textcoords="offset points", xytext=(4, 4),
+                  fontsize=8)
+    ax.axhline(dense, color="#4c72b0", linestyle=":", label="dense")
+    budget = summary["search"].get("max_accuracy_drop")
+    if budget is not None:
+      ax.axhline(dense - budget, color="#c44e52", linestyle="--", label=f"dense - budget ({budget})")
+    ax.set_xlabel("sparsity")
+    ax.set_ylabel("eval accuracy")
+    ax.set_title("Sparsity search: trials in order")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(directory, prefix + "search.png"), dpi=110)
+    plt.close(fig)
+    made.append(prefix + "search.png")
   report = (summary.get("sparsity_report") or {}).get("report", {})
   per_layer = report.get("per_layer") or {}
   if per_layer:

@@ -59,6 +59,11 @@ def collect(metadata_config, pipeline_root: str) -> Dict[str, Any]:
     props = _properties(out["PruneTrainer/pruned_model"])
     summary["pruned_sparsity"] = props.get("sparsity")
     summary["pruned_eval_accuracy"] = props.get("eval_accuracy")
+    path = os.path.join(out["PruneTrainer/pruned_model"].uri, "pruning.json")
+    if tf.io.gfile.exists(path):
+      pruning_report = json.loads(io_utils.read_string_file(path))
+      summary["layer_sparsity"] = pruning_report.get("layer_sparsity")
+      summary["search"] = pruning_report.get("search")
   if "SparsityValidator/blessing" in out:
     blessing = out["SparsityValidator/blessing"]
     summary["sparsity_passed"] = _properties(blessing).get("blessed") == 1
@@ -112,6 +117,16 @@ def _f(x, fmt="{:.4f}") -> str:
   return "n/a" if x is None else fmt.format(x)
 
 
+def _search_line(search: Optional[Dict[str, Any]]) -> str:
+  if not search:
+    return "off"
+  trials = search["trials"]
+  accepted = [t for t in trials if t["accepted"]]
+  best = max(accepted, key=lambda t: t["sparsity"]) if accepted else None
+  return (f"{len(trials)} trials, kept sparsity {best['sparsity']:.4f} (drop {best['accuracy_drop']:+.4f})"
+          if best else f"{len(trials)} trials, none within budget")
+
+
 def format_table(summary: Dict[str, Any]) -> str:
   """The end-of-run table printed by `bonsai run`."""
   verdict = summary.get("verdict") or {}
@@ -124,6 +139,7 @@ def format_table(summary: Dict[str, Any]) -> str:
                            f"{_mb(summary.get('candidate_tflite_gzip_bytes'))} gzip "
                            f"({summary.get('candidate_quantization')}"
                            f"{', sparse' if summary.get('candidate_sparse_weights') else ''})"),
+      ("sparsity search", _search_line(summary.get("search"))),
       ("sparsity (kernels)", f"{_f(summary.get('global_sparsity'))} "
                              f"({'passed' if summary.get('sparsity_passed') else 'FAILED'})"),
       ("TFLite agreement", _f(summary.get("candidate_agreement"))),

@@ -65,9 +65,11 @@ class SearchResult:
   dense_accuracy: float
   trials: List[Trial]
   within_budget: bool
+  max_accuracy_drop: float
 
   def report(self) -> Dict[str, Any]:
     return {"dense_accuracy": self.dense_accuracy, "within_budget": self.within_budget,
+            "max_accuracy_drop": self.max_accuracy_drop,
             "trials": [dataclasses.asdict(t) for t in self.trials]}
 
 
@@ -151,4 +153,5 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
            "chose" if best else "no level within budget; returning the least sparse,",
            chosen[1].sparsity, chosen[1].accuracy, chosen[1].accuracy_drop, len(trials),
            time.time() - start)
-  return SearchResult(chosen[0].model, chosen[0], dense_accuracy, trials, best is not None)
+  return SearchResult(chosen[0].model, chosen[0], dense_accuracy, trials, best is not None,
+                      search_config.max_accuracy_drop)

@@ -125,3 +125,17 @@ def test_report_renders_charts_for_a_finished_run(happy, root):
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
   with pytest.raises(ValueError, match="--run nope: no such run"):
     report.write(_config(root), run_id="nope")
+
+
+def test_search_in_the_pipeline_records_and_charts_its_trials(happy, root):
+  from pipeline import report
+  summary = local.run(_config(root, "pruning.search.enabled=true", "pruning.search.levels=[0.5, 0.8]",
+                              "pruning.search.max_trials=2", "pruning.search.epochs_per_trial=1",
+                              "pruning.search.max_accuracy_drop=0.05", "sparsity.min_sparsity=0.45"))
+  trials = summary["search"]["trials"]
+  assert [t["level"] for t in trials] == [0.5, 0.8]
+  assert summary["search"]["max_accuracy_drop"] == 0.05
+  best = max((t for t in trials if t["accepted"]), key=lambda t: t["sparsity"])
+  assert summary["pruned_sparsity"] == pytest.approx(best["sparsity"])
+  path = report.write(_config(root))
+  assert f'{summary["run_id"]}-search.png' in open(path).read()
