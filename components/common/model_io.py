@@ -4,13 +4,17 @@ Layout follows the stock components: the SavedModel under `<uri>/Format-Serving`
 (what Trainer writes and Evaluator/Pusher read) and a TFLite model as the file
 `<uri>/Format-Serving/tflite` (where TFMA's `tf_lite` model type looks for it).
 """
+import json
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, Optional
 
 import tensorflow as tf
 from tfx.utils import path_utils
 
 TFLITE_FILE_NAME = "tflite"
+# Set to 1 to load models whose Lambda layers carry Python code (only from sources you trust).
+UNSAFE_ENV = "BONSAI_ALLOW_UNSAFE_DESERIALIZATION"
+_CODE_LAYERS = ("Lambda",)
 
 
 class ModelError(ValueError):
@@ -31,15 +35,46 @@ def keras():
   return tf_keras
 
 
+def code_layers(path: str) -> List[str]:
+  """Names of the layers in a Keras SavedModel whose config carries Python code (Lambda).
+
+  Read from keras_metadata.pb without loading (and so without deserializing) anything.
+  """
+  from tf_keras.protobuf import saved_metadata_pb2  # pylint: disable=g-import-not-at-top
+  metadata_path = os.path.join(path, "keras_metadata.pb")
+  if not tf.io.gfile.exists(metadata_path):
+    return []
+  metadata = saved_metadata_pb2.SavedMetadata()
+  with tf.io.gfile.GFile(metadata_path, "rb") as f:
+    metadata.ParseFromString(f.read())
+  found = []
+  for node in metadata.nodes:
+    try:
+      info = json.loads(node.metadata)
+    except ValueError:
+      continue
+    if info.get("class_name") in _CODE_LAYERS:
+      found.append(info.get("name", node.node_path))
+  return found
+
+
 def load_keras_model(model_uri: str, compile: bool = True):  # pylint: disable=redefined-builtin
   """Loads the Keras model of a Model artifact (its `Format-Serving` SavedModel).
 
-  Raises ModelError naming the path when there is no SavedModel or it is not a Keras model.
+  Raises ModelError naming the path when there is no SavedModel or it is not a Keras model,
+  and, unless BONSAI_ALLOW_UNSAFE_DESERIALIZATION=1, when a Lambda layer would bring Python
+  code from the model file into this process.
   """
   path = serving_dir(model_uri)
   if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
     raise ModelError(f"no SavedModel at {path} (expected saved_model.pb there): "
                      "the upstream Trainer must save its Keras model to fn_args.serving_model_dir")
+  unsafe = code_layers(path)
+  if unsafe and os.environ.get(UNSAFE_ENV) != "1":
+    raise ModelError(
+        f"the model at {path} has Lambda layer(s) {unsafe}: loading them would run Python code "
+        "stored in the model file. Replace them with built-in or registered custom layers, or, "
+        f"for a model from a source you trust, set {UNSAFE_ENV}=1")
   try:
     model = keras().models.load_model(path, compile=compile)
   except Exception as e:  # pylint: disable=broad-except

@@ -58,6 +58,24 @@ def search_from_properties(exec_properties: Dict[str, Any]) -> Optional[search.S
   ).validate()
 
 
+def check_labels_fit(model, examples, split: str, schema, label_key: str,
+                     sample: int = 2000) -> None:
+  """For sparse categorical models: every label in a sample must be a valid class index."""
+  loss = str(getattr(model, "loss", None) or "sparse_categorical_crossentropy")
+  if "sparse_categorical" not in loss or len(model.outputs) != 1:
+    return
+  classes = model.output_shape[-1]
+  labels = examples_lib.read_sample(examples, split, schema, label_key, sample)[label_key]
+  if labels.dtype.kind not in "iu":
+    raise examples_lib.DataError(f"label_key '{label_key}' holds {labels.dtype} values; a "
+                                 "sparse categorical model needs integer class indices")
+  if labels.min() < 0 or labels.max() >= classes:
+    raise model_io.ModelError(
+        f"model '{model.name}' outputs {classes} classes but label '{label_key}' has values "
+        f"{int(labels.min())}..{int(labels.max())} in split '{split}'; labels must be in "
+        f"[0, {classes - 1}]")
+
+
 class Executor(base_executor.BaseExecutor):
   """Fine-tunes the upstream model with magnitude pruning and saves it stripped."""
 
@@ -87,6 +105,8 @@ class Executor(base_executor.BaseExecutor):
       features = examples_lib.feature_spec(schema)
       model_io.model_inputs(model, features)  # names a model input the examples lack
       serving_spec = {k: v for k, v in features.items() if k != label_key}
+    if serving_spec is not None:
+      check_labels_fit(model, examples, train_split, schema, label_key)
     num_train = examples_lib.count_examples(examples, train_split)
     num_eval = examples_lib.count_examples(examples, eval_split)
     logging.info("PruneTrainer: %d train / %d eval examples", num_train, num_eval)

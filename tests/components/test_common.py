@@ -73,3 +73,34 @@ def test_blessing_is_what_the_stock_pusher_reads(tmp_path):
   assert blessing_lib.read_verdict(blessing)["reasons"] == ["ratio 3.0 < 10.0"]
   blessing_lib.write_blessing(blessing, True, model)
   assert model_utils.is_model_blessed(blessing) and blessing_lib.is_blessed(blessing)
+
+
+def _save(model, tmp_path):
+  uri = str(tmp_path / "m")
+  model_io.save_keras_model(model, model_io.serving_dir(uri))
+  return uri
+
+
+def test_lambda_layers_are_refused_unless_allowed(tmp_path, monkeypatch):
+  import tensorflow as tf
+  keras = model_io.keras()
+  inputs = keras.Input((4,), name="x")
+  outputs = keras.layers.Dense(2)(keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs))
+  uri = _save(keras.Model(inputs, outputs), tmp_path)
+  assert model_io.code_layers(model_io.serving_dir(uri)) == ["double"]
+  with pytest.raises(model_io.ModelError, match=r"Lambda layer\(s\) \['double'\].*BONSAI_ALLOW_UNSAFE_DESERIALIZATION=1"):
+    model_io.load_keras_model(uri)
+  monkeypatch.setenv(model_io.UNSAFE_ENV, "1")
+  assert model_io.load_keras_model(uri).get_layer("double") is not None
+
+
+def test_models_without_code_layers_load(small_dense_model):
+  assert model_io.code_layers(model_io.serving_dir(small_dense_model.uri)) == []
+
+
+def test_corrupt_savedmodel_is_a_clear_error(tmp_path):
+  serving = tmp_path / "m" / "Format-Serving"
+  serving.mkdir(parents=True)
+  (serving / "saved_model.pb").write_bytes(b"not a saved model")
+  with pytest.raises(model_io.ModelError, match=r"cannot load the Keras model at .*Format-Serving"):
+    model_io.load_keras_model(str(tmp_path / "m"))

@@ -118,3 +118,19 @@ def test_do_with_search_records_every_trial(tmp_path, small_dense_model, digits_
   accepted = [t for t in trials if t["accepted"]]
   assert accepted and pruned.get_float_custom_property(spec.SPARSITY_PROPERTY) == pytest.approx(
       max(accepted, key=lambda t: t["level"])["sparsity"])
+
+
+def test_output_too_narrow_for_the_labels_fails_before_training(tmp_path, digits_examples,
+                                                               digits_schema):
+  keras = model_io.keras()
+  inputs = keras.Input((784,), name="image")
+  model = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(keras.layers.Dense(8)(inputs)))
+  model.compile(loss="sparse_categorical_crossentropy")
+  narrow = standard_artifacts.Model()
+  narrow.uri = str(tmp_path / "narrow")
+  model_io.save_keras_model(model, model_io.serving_dir(narrow.uri))
+  with pytest.raises(model_io.ModelError, match=r"outputs 5 classes but label 'label' has values 0..9.*\[0, 4\]"):
+    executor_lib.Executor().Do(
+        {spec.EXAMPLES_KEY: [digits_examples], spec.MODEL_KEY: [narrow],
+         spec.SCHEMA_KEY: [digits_schema]}, _outputs(tmp_path), dict(PROPERTIES))
+  assert not os.path.exists(tmp_path / "pruned" / "Format-Serving")

@@ -146,3 +146,8 @@ def test_m_by_n_pruning_gives_two_of_four(trained, digits_arrays):
   groups = np.abs(kernel.T.reshape(kernel.shape[1], -1, 4)) > 0
   assert groups.sum(axis=-1).max() <= 2
   assert result.sparsity == pytest.approx(0.5, abs=0.01)
+
+
+def test_empty_train_split_is_named():
+  with pytest.raises(pruning.PruningError, match="the train split is empty"):
+    pruning.plan_schedule(pruning.PruningConfig(), 0)
