@@ -115,7 +115,11 @@ def read_sample(examples: types.Artifact, split: str, schema: schema_pb2.Schema,
   parsed = _raw_records(split_files(examples, split)).take(limit).batch(max(1, min(limit, 1024)))
   columns: Dict[str, List[np.ndarray]] = {}
   for batch in parsed:
-    features = tf.io.parse_example(batch, spec)
+    try:
+      features = tf.io.parse_example(batch, spec)
+    except tf.errors.InvalidArgumentError as e:
+      raise DataError(f"examples of split '{split}' at {examples.uri} do not match the schema: "
+                      f"{e.message.splitlines()[0]}") from e
     for name, value in features.items():
       if isinstance(value, tf.SparseTensor):
         value = tf.sparse.to_dense(value)

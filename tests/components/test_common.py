@@ -104,3 +104,19 @@ def test_corrupt_savedmodel_is_a_clear_error(tmp_path):
   (serving / "saved_model.pb").write_bytes(b"not a saved model")
   with pytest.raises(model_io.ModelError, match=r"cannot load the Keras model at .*Format-Serving"):
     model_io.load_keras_model(str(tmp_path / "m"))
+
+
+def test_examples_that_do_not_match_the_schema_are_named(tmp_path, digits_schema):
+  import tensorflow as tf
+  from tfx.types import artifact_utils
+  from pipeline.models import digits
+  examples = standard_artifacts.Examples()
+  examples.uri = str(tmp_path / "short")
+  examples.split_names = artifact_utils.encode_split_names(["train"])
+  split_dir = tmp_path / "short" / "Split-train"
+  split_dir.mkdir(parents=True)
+  with tf.io.TFRecordWriter(str(split_dir / "data.gz"), options="GZIP") as writer:
+    for _ in range(3):  # 700 pixels where the schema says 784
+      writer.write(digits.to_example(np.zeros(700, np.float32), 1).SerializeToString())
+  with pytest.raises(examples_lib.DataError, match=r"split 'train' .* do not match the schema: .*image"):
+    examples_lib.read_sample(examples, "train", examples_lib.load_schema(digits_schema), "label", 3)
