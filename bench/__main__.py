@@ -1,26 +1,80 @@
-"""`make bench`: run every benchmark, print tables, save bench/results/latest.json."""
+"""`make bench`: run the benchmarks, print their tables, save bench/results/latest.json.
+
+`python -m bench [NAME ...] [--seeds N]`: the named benchmarks (default all, in the
+order of BENCHMARKS). Rows of benchmarks not run are kept from the previous file.
+"""
+import argparse
 import datetime
 import json
 import os
 import platform
 import sys
+import time
 
 import components  # noqa: F401  (Keras 2 before TensorFlow)
 
 from bench import compression
+from bench import latency
+from bench import overhead
+from bench import throughput
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
+# Each module's run(seeds) prints its table and returns its rows.
+BENCHMARKS = {"compression": compression, "latency": latency, "throughput": throughput,
+              "overhead": overhead}
+
+
+def parse_args(argv):
+  """(benchmark names in run order, seeds); a bare number N is read as --seeds N."""
+  parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+  parser.add_argument("names", nargs="*", metavar="NAME",
+                      help=f"benchmarks to run, of {list(BENCHMARKS)} (default: all)")
+  parser.add_argument("--seeds", type=int, default=3,
+                      help="seeds of the compression benchmark (the others use seed 0)")
+  args = parser.parse_args(argv)
+  seeds = args.seeds
+  names = []
+  for name in args.names:
+    if name.isdigit():
+      seeds = int(name)
+    elif name in BENCHMARKS:
+      names.append(name)
+    else:
+      parser.error(f"unknown benchmark {name!r}; choose from {list(BENCHMARKS)}")
+  if seeds < 1:
+    parser.error(f"--seeds must be >= 1, got {seeds}")
+  return [n for n in BENCHMARKS if n in names or not names], tuple(range(seeds))
+
+
+def kept_rows(names):
+  """Rows of the previous results file from benchmarks not run now."""
+  if not os.path.exists(RESULTS):
+    return []
+  with open(RESULTS) as f:
+    previous = json.load(f)
+  return [r for r in previous.get("rows", []) if r.get("benchmark") not in names]
 
 
 def main(argv) -> int:
-  seeds = tuple(range(int(argv[1]))) if len(argv) > 1 else (0, 1, 2)
+  names, seeds = parse_args(argv[1:])
   machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-  print(f"tfx-bonsai benchmarks, {datetime.date.today()}, {machine}", flush=True)
-  rows = compression.run(seeds)
+  print(f"tfx-bonsai benchmarks, {datetime.date.today()}, {machine}: {', '.join(names)}",
+        flush=True)
+  rows, seconds = [], {}
+  for name in names:
+    print(f"\n== {name}", flush=True)
+    start = time.monotonic()
+    rows += BENCHMARKS[name].run(seeds)
+    seconds[name] = round(time.monotonic() - start, 1)
+    print(f"({name}: {seconds[name]:.0f} s)", flush=True)
+  kept = kept_rows(names)
   os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
   with open(RESULTS, "w") as f:
-    json.dump({"date": str(datetime.date.today()), "machine": machine, "rows": rows}, f, indent=2)
-  print(f"saved {RESULTS}")
+    json.dump({"date": str(datetime.date.today()), "machine": machine, "seconds": seconds,
+               "rows": rows + kept}, f, indent=2)
+  total = sum(seconds.values())
+  print(f"\n{len(names)} benchmark(s) in {total:.0f} s ({total / 60:.1f} min); saved {RESULTS}"
+        + (f" (kept {len(kept)} rows of other benchmarks)" if kept else ""))
   return 0
 
 

@@ -17,8 +17,8 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
   Outputs `evaluation` (ModelEvaluation; `tfma.load_eval_result(uri, model_name=...)`
   with model names "candidate", "dense", "production") and `blessing` (ModelBlessing
   as Evaluator writes it, with `verdict.json` and float properties `candidate_accuracy`,
-  `dense_accuracy`, `compression_ratio`). Beam options come from the pipeline or
-  `.with_beam_pipeline_args()`.
+  `dense_accuracy`, `compression_ratio`, and `latency_ratio` when the candidate has it).
+  Beam options come from the pipeline or `.with_beam_pipeline_args()`.
   """
   SPEC_CLASS = spec.CompressionEvaluatorSpec
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
@@ -33,7 +33,8 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
                max_accuracy_drop: float = 0.01,
                max_relative_accuracy_drop: float = 0.0,
                min_compression_ratio: float = 10.0,
-               eval_split: str = "eval"):
+               eval_split: str = "eval",
+               max_latency_ratio: float = 0.0):
     """Args:
       model: the candidate, a TFLiteConverter output (`Format-Serving/tflite`).
       dense_model: the Trainer's Model (Keras SavedModel taking serialized tf.Examples).
@@ -48,10 +49,14 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
         0 turns the check off.
       min_compression_ratio: dense float TFLite bytes / candidate gzipped bytes, > 1.
       eval_split: the split to evaluate on.
+      max_latency_ratio: the candidate's batch-1, 1-thread latency / the dense float
+        TFLite's (TFLiteConverter's `latency_ratio` property) may be at most this, >= 0;
+        0 turns the check off.
     """
     gate.GateConfig(max_accuracy_drop=max_accuracy_drop,
                     max_relative_accuracy_drop=max_relative_accuracy_drop,
-                    min_compression_ratio=min_compression_ratio).validate()
+                    min_compression_ratio=min_compression_ratio,
+                    max_latency_ratio=max_latency_ratio).validate()
     for name, value in ((spec.LABEL_KEY, label_key), (spec.EVAL_SPLIT_KEY, eval_split)):
       if not isinstance(value, str) or not value:
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
@@ -63,5 +68,6 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
         max_accuracy_drop=float(max_accuracy_drop),
         max_relative_accuracy_drop=float(max_relative_accuracy_drop),
         min_compression_ratio=float(min_compression_ratio),
+        max_latency_ratio=float(max_latency_ratio),
         evaluation=types.Channel(type=outputs[spec.EVALUATION_KEY].type),
         blessing=types.Channel(type=outputs[spec.BLESSING_KEY].type)))

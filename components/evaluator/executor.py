@@ -44,6 +44,7 @@ from components.common import model_io
 from components.evaluator import gate
 from components.evaluator import spec
 from components.tflite_converter import conversion
+from components.tflite_converter import spec as converter_spec
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 EXAMPLE_COUNT_METRIC = "example_count"
@@ -57,6 +58,7 @@ def config_from_properties(exec_properties: Dict[str, Any]) -> gate.GateConfig:
       max_relative_accuracy_drop=float(
           exec_properties.get(spec.MAX_RELATIVE_ACCURACY_DROP_KEY) or 0.0),
       min_compression_ratio=float(exec_properties[spec.MIN_COMPRESSION_RATIO_KEY]),
+      max_latency_ratio=float(exec_properties.get(spec.MAX_LATENCY_RATIO_KEY) or 0.0),
   ).validate()
 
 
@@ -198,6 +200,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       measured[gate.PRODUCTION_ACCURACY] = None
     if sparsity_blessing is not None:
       measured[gate.SPARSITY_PASSED] = blessing_lib.is_blessed(sparsity_blessing)
+    if candidate.has_custom_property(converter_spec.LATENCY_RATIO_PROPERTY):
+      measured[gate.LATENCY_RATIO] = candidate.get_float_custom_property(
+          converter_spec.LATENCY_RATIO_PROPERTY)
 
     errors = []
     try:
@@ -224,7 +229,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                        (spec.DENSE_ACCURACY_PROPERTY, measured[gate.DENSE_ACCURACY]),
                        (spec.PRODUCTION_ACCURACY_PROPERTY,
                         measured.get(gate.PRODUCTION_ACCURACY)),
-                       (spec.COMPRESSION_RATIO_PROPERTY, _ratio(verdict))):
+                       (spec.COMPRESSION_RATIO_PROPERTY, _ratio(verdict)),
+                       (spec.LATENCY_RATIO_PROPERTY, measured.get(gate.LATENCY_RATIO))):
       if value is not None:
         blessing.set_float_custom_property(key, float(value))
     logging.info("CompressionEvaluator: %s", verdict.summary_line())

@@ -19,6 +19,8 @@ CANDIDATE_BYTES = "candidate_bytes"
 CANDIDATE_GZIP_BYTES = "candidate_gzip_bytes"
 # True/False: the SparsityValidator's blessing; None or absent: no sparsity input.
 SPARSITY_PASSED = "sparsity_passed"
+# The candidate's batch-1 latency / the dense float TFLite's (TFLiteConverter's property).
+LATENCY_RATIO = "latency_ratio"
 
 # Check names.
 ACCURACY_DROP = "accuracy_drop"
@@ -26,6 +28,7 @@ RELATIVE_ACCURACY_DROP = "relative_accuracy_drop"
 PRODUCTION_DROP = "production_drop"
 COMPRESSION_RATIO = "compression_ratio"
 SPARSITY = "sparsity"
+# LATENCY_RATIO (above) names its check too.
 
 # Slack on every comparison so that a figure exactly at its threshold passes
 # despite float rounding (e.g. 0.95 - 0.94 > 0.01 in binary floating point).
@@ -41,10 +44,13 @@ class GateConfig:
   max_relative_accuracy_drop: fraction of the dense accuracy the candidate may lose,
     in [0, 1); 0 turns the check off.
   min_compression_ratio: dense float TFLite bytes / candidate gzipped bytes, > 1.
+  max_latency_ratio: candidate latency / dense float TFLite latency (batch 1, 1 thread)
+    the candidate may have, >= 0; 0 turns the check off.
   """
   max_accuracy_drop: float = 0.01
   max_relative_accuracy_drop: float = 0.0
   min_compression_ratio: float = 10.0
+  max_latency_ratio: float = 0.0
 
   def validate(self) -> "GateConfig":
     """Returns self; raises ValueError naming the first invalid field and its allowed values."""
@@ -59,6 +65,9 @@ class GateConfig:
                        f"got {self.max_relative_accuracy_drop!r}")
     if not (self.min_compression_ratio > 1.0 and math.isfinite(self.min_compression_ratio)):
       raise ValueError(f"min_compression_ratio must be > 1, got {self.min_compression_ratio!r}")
+    if not (self.max_latency_ratio >= 0.0 and math.isfinite(self.max_latency_ratio)):
+      raise ValueError("max_latency_ratio must be >= 0 (0 turns it off), "
+                       f"got {self.max_latency_ratio!r}")
     return self
 
 
@@ -192,6 +201,16 @@ def decide(measured: Mapping[str, Any], config: GateConfig,
   else:
     ratio = _value(measured, DENSE_TFLITE_BYTES) / _value(measured, CANDIDATE_GZIP_BYTES)
     checks.append(_compare(COMPRESSION_RATIO, ratio, config.min_compression_ratio, ">=", 1))
+
+  if config.max_latency_ratio > 0:
+    missing_latency = _all_missing(measured, LATENCY_RATIO)
+    if not missing_latency and _value(measured, LATENCY_RATIO) <= 0:
+      missing_latency = (f"{LATENCY_RATIO} (got {measured[LATENCY_RATIO]})",)
+    if missing_latency:
+      checks.append(_missing(LATENCY_RATIO, config.max_latency_ratio, missing_latency))
+    else:
+      checks.append(_compare(LATENCY_RATIO, _value(measured, LATENCY_RATIO),
+                             config.max_latency_ratio, "<=", 2))
 
   sparsity = measured.get(SPARSITY_PASSED)
   if sparsity is not None:

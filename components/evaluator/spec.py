@@ -19,11 +19,13 @@ EVAL_SPLIT_KEY = "eval_split"
 MAX_ACCURACY_DROP_KEY = "max_accuracy_drop"
 MAX_RELATIVE_ACCURACY_DROP_KEY = "max_relative_accuracy_drop"
 MIN_COMPRESSION_RATIO_KEY = "min_compression_ratio"
+MAX_LATENCY_RATIO_KEY = "max_latency_ratio"
 # Blessing custom properties (floats)
 CANDIDATE_ACCURACY_PROPERTY = "candidate_accuracy"
 DENSE_ACCURACY_PROPERTY = "dense_accuracy"
 PRODUCTION_ACCURACY_PROPERTY = "production_accuracy"
 COMPRESSION_RATIO_PROPERTY = "compression_ratio"
+LATENCY_RATIO_PROPERTY = "latency_ratio"
 # Model names inside the TFMA evaluation (tfma.load_eval_result(uri, model_name=...))
 CANDIDATE_MODEL_NAME = "candidate"
 DENSE_MODEL_NAME = "dense"
@@ -38,6 +40,7 @@ class CompressionEvaluatorSpec(component_spec.ComponentSpec):
       MAX_ACCURACY_DROP_KEY: component_spec.ExecutionParameter(type=float),
       MAX_RELATIVE_ACCURACY_DROP_KEY: component_spec.ExecutionParameter(type=float),
       MIN_COMPRESSION_RATIO_KEY: component_spec.ExecutionParameter(type=float),
+      MAX_LATENCY_RATIO_KEY: component_spec.ExecutionParameter(type=float, optional=True),
   }
   INPUTS = {
       MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),

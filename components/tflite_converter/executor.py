@@ -1,7 +1,7 @@
 """TFLiteConverter's executor: reads the model and samples, calls `conversion`, writes the file."""
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from absl import logging
 import numpy as np
@@ -13,6 +13,7 @@ from tfx.types import artifact_utils
 from components.common import examples as examples_lib
 from components.common import model_io
 from components.tflite_converter import conversion
+from components.tflite_converter import latency
 from components.tflite_converter import spec
 
 
@@ -52,6 +53,25 @@ def write_model(output_uri: str, model_bytes: bytes) -> str:
     f.write(model_bytes)
   tf.io.gfile.rename(partial, path, overwrite=True)
   return path
+
+
+def measure_latency(keras_model,
+                    model_bytes: bytes) -> Tuple[Dict[str, float], Dict[str, Any]]:
+  """The candidate's and the dense float TFLite's batch-1 latency at 1 and all CPU threads.
+
+  Returns (the float output properties: milliseconds and `latency_ratio`, candidate /
+  dense at 1 thread; the full `latency.compare` figures for `conversion.json`).
+  """
+  dense_bytes = conversion.convert(keras_model, conversion.ConversionConfig(quantization="none"))
+  figures = latency.compare(model_bytes, dense_bytes, threads=os.cpu_count() or 1)
+  properties = {
+      spec.LATENCY_MS_1T_PROPERTY: figures["candidate_1t"]["median_ms"],
+      spec.LATENCY_MS_NT_PROPERTY: figures["candidate_nt"]["median_ms"],
+      spec.DENSE_LATENCY_MS_1T_PROPERTY: figures["dense_1t"]["median_ms"],
+      spec.DENSE_LATENCY_MS_NT_PROPERTY: figures["dense_nt"]["median_ms"],
+      spec.LATENCY_RATIO_PROPERTY: figures["ratio_1t"],
+  }
+  return properties, figures
 
 
 class Executor(base_executor.BaseExecutor):
@@ -118,6 +138,24 @@ class Executor(base_executor.BaseExecutor):
         spec.AGREEMENT_EXAMPLES_PROPERTY: result.examples,
         "agreement_inputs": checked_on,
     }
+    if int(exec_properties.get(spec.MEASURE_LATENCY_KEY, 1)):
+      try:
+        latencies, figures = measure_latency(keras_model, model_bytes)
+      except (RuntimeError, ValueError) as e:  # a gate checking latency then names it missing
+        logging.warning("TFLiteConverter: latency not measured: %s: %s", type(e).__name__, e)
+        report["latency_error"] = f"{type(e).__name__}: {e}"
+      else:
+        for key, value in latencies.items():
+          output.set_float_custom_property(key, value)
+        report.update(latencies, latency=figures)
+        logging.info("TFLiteConverter: batch-1 latency %.3f ms vs dense float %.3f ms "
+                     "(ratio %.2f) on 1 thread; %.3f ms vs %.3f ms on %d threads",
+                     latencies[spec.LATENCY_MS_1T_PROPERTY],
+                     latencies[spec.DENSE_LATENCY_MS_1T_PROPERTY],
+                     latencies[spec.LATENCY_RATIO_PROPERTY],
+                     latencies[spec.LATENCY_MS_NT_PROPERTY],
+                     latencies[spec.DENSE_LATENCY_MS_NT_PROPERTY],
+                     figures["candidate_nt"]["threads"])
     with tf.io.gfile.GFile(os.path.join(output.uri, spec.REPORT_FILE), "w") as f:
       f.write(json.dumps(report, indent=2, sort_keys=True))
     logging.info("TFLiteConverter: %s -> %d bytes (%d gzipped), %s agreement %.4f on %d "

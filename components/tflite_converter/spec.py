@@ -19,6 +19,7 @@ AGREEMENT_SPLIT_KEY = "agreement_split"
 MIN_AGREEMENT_KEY = "min_agreement"
 MAX_ABS_ERROR_KEY = "max_abs_error"
 LABEL_KEY = "label_key"
+MEASURE_LATENCY_KEY = "measure_latency"
 # Output artifact custom properties
 TFLITE_BYTES_PROPERTY = "tflite_bytes"
 TFLITE_GZIP_BYTES_PROPERTY = "tflite_gzip_bytes"
@@ -27,6 +28,13 @@ SPARSE_WEIGHTS_PROPERTY = "sparse_weights"
 AGREEMENT_PROPERTY = "agreement"
 AGREEMENT_KIND_PROPERTY = "agreement_kind"
 AGREEMENT_EXAMPLES_PROPERTY = "agreement_examples"
+# Latency at batch 1, XNNPack on (floats, milliseconds; absent when not measured): the
+# candidate and the dense float TFLite of the same Keras model, at 1 and at all CPU threads.
+LATENCY_MS_1T_PROPERTY = "latency_ms_1t"
+LATENCY_MS_NT_PROPERTY = "latency_ms_nt"
+DENSE_LATENCY_MS_1T_PROPERTY = "dense_latency_ms_1t"
+DENSE_LATENCY_MS_NT_PROPERTY = "dense_latency_ms_nt"
+LATENCY_RATIO_PROPERTY = "latency_ratio"  # candidate / dense, at 1 thread
 # The report written at the output artifact's root (Format-Serving holds only the model)
 REPORT_FILE = "conversion.json"
 
@@ -44,6 +52,7 @@ class TFLiteConverterSpec(component_spec.ComponentSpec):
       MIN_AGREEMENT_KEY: component_spec.ExecutionParameter(type=float),
       MAX_ABS_ERROR_KEY: component_spec.ExecutionParameter(type=float),
       LABEL_KEY: component_spec.ExecutionParameter(type=str),
+      MEASURE_LATENCY_KEY: component_spec.ExecutionParameter(type=int, optional=True),
   }
   INPUTS = {
       MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),

@@ -43,6 +43,7 @@ def test_overrides_parse_values_as_yaml():
     ("conversion.int8_io=true", None),
     ("gate.min_compression_ratio=1", r"gate.min_compression_ratio: must be > 1, got 1.0"),
     ("gate.max_accuracy_drop=-0.1", r"gate.max_accuracy_drop: must be in \[0, 1\]"),
+    ("gate.max_latency_ratio=-1", r"gate.max_latency_ratio"),
     ("data.path=", r"data.path: must be set"),
     ("data.format=parquet", r"data.format: must be one of \['tfrecord', 'csv'\]"),
     ("push.destination=runs/digits/pipeline/serving", r"push.destination: .* is inside pipeline_root"),

@@ -231,6 +231,26 @@ def test_much_better_production_model_blocks_the_candidate(tmp_path, weak_dense_
       "doubleValue"] == pytest.approx(verdict["measured"][gate.PRODUCTION_ACCURACY])
 
 
+@pytest.mark.parametrize("latency_ratio, blessed", [(0.4, True), (None, False)])
+def test_latency_ratio_is_gated_from_the_candidate_property(tmp_path, small_dense_model,
+                                                            digits_examples, latency_ratio,
+                                                            blessed):
+  model = _tflite_artifact(str(tmp_path / "latency_candidate"),
+                           _convert(small_dense_model, "dynamic"), 24)
+  if latency_ratio is not None:
+    model.set_float_custom_property(converter_spec.LATENCY_RATIO_PROPERTY, latency_ratio)
+  _, blessing, verdict = _run(tmp_path, model, small_dense_model, digits_examples,
+                              **{spec.MAX_LATENCY_RATIO_KEY: 0.5})
+  assert verdict["blessed"] is blessed, verdict["summary"]
+  if blessed:
+    assert _check(verdict, gate.LATENCY_RATIO)["measured"] == 0.4
+    assert blessing.get_float_custom_property(spec.LATENCY_RATIO_PROPERTY) == 0.4
+  else:
+    assert verdict["reasons"] == [
+        "metric latency_ratio could not be computed (needed by latency_ratio)"]
+    assert not blessing.has_custom_property(spec.LATENCY_RATIO_PROPERTY)
+
+
 def test_failed_evaluation_is_not_blessed_with_the_reason(tmp_path, small_dense_model,
                                                           digits_examples):
   broken = _tflite_artifact(str(tmp_path / "broken"), b"not a flatbuffer" * 64, 25)
@@ -268,6 +288,7 @@ def test_component_declares_the_gate():
   evaluator.with_beam_pipeline_args(["--direct_num_workers=2"])
   assert evaluator.exec_properties[spec.MIN_COMPRESSION_RATIO_KEY] == 4.0
   assert evaluator.exec_properties[spec.MAX_RELATIVE_ACCURACY_DROP_KEY] == 0.02
+  assert evaluator.exec_properties[spec.MAX_LATENCY_RATIO_KEY] == 0.0
   assert evaluator.executor_spec.beam_pipeline_args == ["--direct_num_workers=2"]
   assert evaluator.outputs[spec.BLESSING_KEY].type == standard_artifacts.ModelBlessing
   assert evaluator.outputs[spec.EVALUATION_KEY].type == standard_artifacts.ModelEvaluation
@@ -281,6 +302,7 @@ def test_component_declares_the_gate():
     ({"max_relative_accuracy_drop": -0.5}, "max_relative_accuracy_drop must be in"),
     ({"label_key": ""}, "label_key must be a non-empty string, got ''"),
     ({"eval_split": ""}, "eval_split must be a non-empty string, got ''"),
+    ({"max_latency_ratio": -1.0}, r"max_latency_ratio must be >= 0 \(0 turns it off\), got -1.0"),
 ])
 def test_component_rejects_bad_parameters(kwargs, message):
   with pytest.raises(ValueError, match=message):

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from components.evaluator import gate
+from pipeline import config as config_lib
 
 CONFIG = gate.GateConfig(max_accuracy_drop=0.01, min_compression_ratio=10.0)
 
@@ -189,3 +190,46 @@ def test_invalid_config_names_the_field(fields, message):
   assert str(error.value) == message
   with pytest.raises(ValueError):
     gate.decide(_measured(), gate.GateConfig(**fields))
+
+
+@pytest.mark.parametrize("ratio, blessed", [(0.5, True), (0.5001, False)])
+def test_latency_ratio_boundary(ratio, blessed):
+  config = gate.GateConfig(max_latency_ratio=0.5)
+  verdict = gate.decide(_measured(**{gate.LATENCY_RATIO: ratio}), config)
+  check = _check(verdict, gate.LATENCY_RATIO)
+  assert check.passed is blessed and verdict.blessed is blessed
+  assert check.measured == ratio and check.threshold == 0.5
+  if not blessed:
+    assert verdict.reasons == ("latency_ratio 0.50 > 0.50",)
+
+
+def test_latency_ratio_is_off_at_zero():
+  verdict = gate.decide(_measured(**{gate.LATENCY_RATIO: 5.0}), CONFIG)
+  assert verdict.blessed
+  assert gate.LATENCY_RATIO not in [c.name for c in verdict.checks]
+
+
+@pytest.mark.parametrize("value", ["absent", None, float("nan"), 0.0])
+def test_missing_latency_ratio_is_not_blessed_when_checked(value):
+  measured = _measured() if value == "absent" else _measured(**{gate.LATENCY_RATIO: value})
+  verdict = gate.decide(measured, gate.GateConfig(max_latency_ratio=0.5))
+  assert not verdict.blessed
+  assert "metric latency_ratio" in verdict.reasons[0]
+  assert "could not be computed (needed by latency_ratio)" in verdict.reasons[0]
+
+
+@pytest.mark.parametrize("value", [-0.1, math.inf])
+def test_invalid_max_latency_ratio_names_the_field(value):
+  with pytest.raises(ValueError) as error:
+    gate.GateConfig(max_latency_ratio=value).validate()
+  assert str(error.value) == f"max_latency_ratio must be >= 0 (0 turns it off), got {value!r}"
+
+
+def test_pipeline_config_rejects_a_negative_max_latency_ratio():
+  base = {"pipeline_root": "runs/x/pipeline", "push": {"destination": "runs/x/serving"},
+          "data": {"path": "runs/x/data", "embedded": "digits"}}
+  config = config_lib.load(base=base, overrides=["gate.max_latency_ratio=0.6"])
+  assert config.gate.max_latency_ratio == 0.6
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"gate.max_latency_ratio: must be >= 0 \(0 turns it off\), got -1.0"):
+    config_lib.load(base=base, overrides=["gate.max_latency_ratio=-1"])

@@ -171,3 +171,37 @@ def test_agreement_sample_is_capped_at_the_split_size(small_dense_model, digits_
   output = run(small_dense_model, str(tmp_path), digits_examples, digits_schema,
                **{spec.QUANTIZATION_KEY: "dynamic", spec.AGREEMENT_EXAMPLES_KEY: 5000})
   assert output.get_int_custom_property(spec.AGREEMENT_EXAMPLES_PROPERTY) == 360  # the eval split
+
+
+LATENCY_PROPERTIES = (spec.LATENCY_MS_1T_PROPERTY, spec.LATENCY_MS_NT_PROPERTY,
+                      spec.DENSE_LATENCY_MS_1T_PROPERTY, spec.DENSE_LATENCY_MS_NT_PROPERTY,
+                      spec.LATENCY_RATIO_PROPERTY)
+
+
+def test_latency_is_recorded_against_the_dense_float_model(int8_output):
+  values = {key: int8_output.get_float_custom_property(key) for key in LATENCY_PROPERTIES}
+  assert all(value > 0 for value in values.values()), values
+  assert values[spec.LATENCY_RATIO_PROPERTY] == pytest.approx(
+      values[spec.LATENCY_MS_1T_PROPERTY] / values[spec.DENSE_LATENCY_MS_1T_PROPERTY])
+  with tf.io.gfile.GFile(os.path.join(int8_output.uri, spec.REPORT_FILE)) as f:
+    report = json.load(f)
+  assert {key: report[key] for key in LATENCY_PROPERTIES} == pytest.approx(values)
+  assert report["latency"]["candidate_nt"]["threads"] == os.cpu_count()
+  assert report["latency"]["dense_1t"]["runs"] > 0
+
+
+def test_latency_can_be_switched_off(small_dense_model, tmp_path):
+  output = run(small_dense_model, str(tmp_path), **{spec.QUANTIZATION_KEY: "dynamic",
+                                                   spec.MEASURE_LATENCY_KEY: 0})
+  assert not any(output.has_custom_property(key) for key in LATENCY_PROPERTIES)
+  with tf.io.gfile.GFile(os.path.join(output.uri, spec.REPORT_FILE)) as f:
+    assert "latency" not in json.load(f)
+
+
+def test_component_passes_measure_latency():
+  converter = component.TFLiteConverter(model=channel(standard_artifacts.Model),
+                                        quantization="dynamic", measure_latency=False)
+  assert converter.exec_properties[spec.MEASURE_LATENCY_KEY] == 0
+  with pytest.raises(ValueError, match="measure_latency must be a bool"):
+    component.TFLiteConverter(model=channel(standard_artifacts.Model), quantization="dynamic",
+                              measure_latency="no")
