@@ -55,42 +55,39 @@ def cmd_compile(args) -> int:
   return 0
 
 
-def cmd_submit(args) -> int:
+def _send(args, verb: str, cron: str = "") -> int:
+  """Compiles, then prints the request (--dry-run) or sends it: one run, or a schedule."""
   config = _load(args)
+  from pipeline.runners import kubeflow  # pylint: disable=g-import-not-at-top
+  if cron:
+    kubeflow.validate_cron(cron)  # before compiling
   kubeflow, job, output = _compiled(args, config)
   if args.dry_run:
     if config.runner.type == "vertex":
-      print(json.dumps(kubeflow.describe(kubeflow.vertex_submit_request(config, job)), indent=2))
+      request = (kubeflow.vertex_schedule_request(config, job, cron) if cron
+                 else kubeflow.vertex_submit_request(config, job))
+      print(json.dumps(kubeflow.describe(request), indent=2))
     else:
-      print(json.dumps(kubeflow.kfp_submit_arguments(config, output), indent=2))
+      arguments = (kubeflow.kfp_schedule_arguments(config, output, cron, "EXPERIMENT_ID") if cron
+                   else kubeflow.kfp_submit_arguments(config, output))
+      print(json.dumps(arguments, indent=2))
     return 0
   try:
-    print(f"bonsai submit: started {kubeflow.submit(config, job, output)}")
+    name = (kubeflow.schedule(config, job, output, cron) if cron
+            else kubeflow.submit(config, job, output))
   except kubeflow.SubmitError as e:
-    print(f"bonsai submit: {e}", file=sys.stderr)
+    print(f"bonsai {verb}: {e}", file=sys.stderr)
     return 1
+  print(f"bonsai {verb}: {'created' if cron else 'started'} {name}")
   return 0
+
+
+def cmd_submit(args) -> int:
+  return _send(args, "submit")
 
 
 def cmd_schedule(args) -> int:
-  config = _load(args)
-  from pipeline.runners import kubeflow  # pylint: disable=g-import-not-at-top
-  kubeflow.validate_cron(args.cron)  # before compiling
-  kubeflow, job, output = _compiled(args, config)
-  if args.dry_run:
-    if config.runner.type == "vertex":
-      print(json.dumps(kubeflow.describe(kubeflow.vertex_schedule_request(config, job, args.cron)),
-                       indent=2))
-    else:
-      print(json.dumps(kubeflow.kfp_schedule_arguments(config, output, args.cron, "EXPERIMENT_ID"),
-                       indent=2))
-    return 0
-  try:
-    print(f"bonsai schedule: created {kubeflow.schedule(config, job, output, args.cron)}")
-  except kubeflow.SubmitError as e:
-    print(f"bonsai schedule: {e}", file=sys.stderr)
-    return 1
-  return 0
+  return _send(args, "schedule", args.cron)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -171,7 +171,8 @@ def _interpreter(model_bytes: bytes, default_delegates: bool) -> tf.lite.Interpr
                                experimental_op_resolver_type=resolver)
 
 
-def _quantize(value: np.ndarray, detail) -> np.ndarray:
+def quantize(value: np.ndarray, detail) -> np.ndarray:
+  """`value` as the tensor of `detail` takes it: quantized for integer tensors."""
   dtype = np.dtype(detail["dtype"])
   params = detail["quantization_parameters"]
   if np.issubdtype(dtype, np.integer) and params["scales"].size:
@@ -221,7 +222,7 @@ def run_tflite(model_bytes: bytes, inputs: Mapping[str, np.ndarray],
       interpreter.allocate_tensors()
       shapes = wanted
     for name, detail in zip(names, input_details):
-      interpreter.set_tensor(detail["index"], _quantize(batch[name], detail))
+      interpreter.set_tensor(detail["index"], quantize(batch[name], detail))
     interpreter.invoke()
     output = output_details[0]
     outputs.append(_dequantize(interpreter.get_tensor(output["index"]), output))

@@ -29,16 +29,9 @@ def _batch_one_shape(detail: Mapping[str, object]):
 def _feed(detail: Mapping[str, object], value: Optional[np.ndarray], shape,
           rng: np.random.Generator) -> np.ndarray:
   """`value` (or uniform [0, 1) floats) as the tensor wants it: quantized for integer inputs."""
-  dtype = np.dtype(detail["dtype"])
   if value is None:
     value = rng.random(shape, dtype=np.float32)
-  value = np.asarray(value).reshape(shape)
-  params = detail["quantization_parameters"]
-  if np.issubdtype(dtype, np.integer) and params["scales"].size:
-    info = np.iinfo(dtype)
-    value = np.round(value / params["scales"] + params["zero_points"])
-    return np.clip(value, info.min, info.max).astype(dtype)
-  return value.astype(dtype)
+  return conversion.quantize(np.asarray(value).reshape(shape), detail)
 
 
 def measure(model_bytes: bytes, threads: int, warmup: int = 20, runs: int = 200,

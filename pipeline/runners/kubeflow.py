@@ -171,42 +171,41 @@ def _credentials_error(e: Exception) -> SubmitError:
                      f"({type(e).__name__})")
 
 
-def submit(config: BonsaiConfig, job: Dict[str, Any], job_path: str) -> str:
-  """Starts one run; returns the run's name (Vertex) or id (KFP)."""
-  if config.runner.type == "vertex":
-    import google.auth.exceptions  # pylint: disable=g-import-not-at-top
-    from google.cloud import aiplatform_v1  # pylint: disable=g-import-not-at-top
-    request = vertex_submit_request(config, job)
-    try:
-      client = aiplatform_v1.PipelineServiceClient(
-          client_options={"api_endpoint": f"{config.runner.region}-aiplatform.googleapis.com"})
-    except google.auth.exceptions.DefaultCredentialsError as e:
-      raise _credentials_error(e) from e
-    return client.create_pipeline_job(request=request).name
+def _vertex_client(config: BonsaiConfig, service: str):
+  """A Vertex AI client of `aiplatform_v1.<service>` for the region; SubmitError without credentials."""
+  import google.auth.exceptions  # pylint: disable=g-import-not-at-top
+  from google.cloud import aiplatform_v1  # pylint: disable=g-import-not-at-top
+  try:
+    return getattr(aiplatform_v1, service)(
+        client_options={"api_endpoint": f"{config.runner.region}-aiplatform.googleapis.com"})
+  except google.auth.exceptions.DefaultCredentialsError as e:
+    raise _credentials_error(e) from e
+
+
+def _kfp_client(config: BonsaiConfig):
   if not config.runner.kfp_host:
     raise ConfigError("runner.kfp_host: must be set for runner.type 'kubeflow' (the KFP API endpoint)")
   import kfp  # pylint: disable=g-import-not-at-top
+  return kfp.Client(host=config.runner.kfp_host)
+
+
+def submit(config: BonsaiConfig, job: Dict[str, Any], job_path: str) -> str:
+  """Starts one run; returns the run's name (Vertex) or id (KFP)."""
+  if config.runner.type == "vertex":
+    request = vertex_submit_request(config, job)
+    return _vertex_client(config, "PipelineServiceClient").create_pipeline_job(request=request).name
+  client = _kfp_client(config)
   arguments = kfp_submit_arguments(config, kfp_pipeline_spec_file(job, job_path))
-  return kfp.Client(host=config.runner.kfp_host).create_run_from_pipeline_package(**arguments).run_id
+  return client.create_run_from_pipeline_package(**arguments).run_id
 
 
 def schedule(config: BonsaiConfig, job: Dict[str, Any], job_path: str, cron: str) -> str:
   """Creates the recurring run; returns its name (Vertex) or id (KFP)."""
   if config.runner.type == "vertex":
-    import google.auth.exceptions  # pylint: disable=g-import-not-at-top
-    from google.cloud import aiplatform_v1  # pylint: disable=g-import-not-at-top
     request = vertex_schedule_request(config, job, cron)
-    try:
-      client = aiplatform_v1.ScheduleServiceClient(
-          client_options={"api_endpoint": f"{config.runner.region}-aiplatform.googleapis.com"})
-    except google.auth.exceptions.DefaultCredentialsError as e:
-      raise _credentials_error(e) from e
-    return client.create_schedule(request=request).name
-  if not config.runner.kfp_host:
-    raise ConfigError("runner.kfp_host: must be set for runner.type 'kubeflow' (the KFP API endpoint)")
-  import kfp  # pylint: disable=g-import-not-at-top
+    return _vertex_client(config, "ScheduleServiceClient").create_schedule(request=request).name
   validate_cron(cron)
-  client = kfp.Client(host=config.runner.kfp_host)
+  client = _kfp_client(config)
   experiment = client.create_experiment(config.pipeline_name)
   arguments = kfp_schedule_arguments(config, kfp_pipeline_spec_file(job, job_path), cron,
                                      experiment.experiment_id)

@@ -13,7 +13,6 @@ accuracy collapse (test_accuracy_collapse_is_not_blessed), compression ratio mis
 (test_failed_sparsity_check_is_not_blessed).
 """
 import contextlib
-import hashlib
 import json
 import os
 import signal
@@ -43,6 +42,7 @@ from pipeline import pipeline as pipeline_lib
 from pipeline import summary as summary_lib
 from pipeline.models import digits
 from pipeline.runners import local
+from tests.helpers import snapshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(REPO, "configs", "digits.yaml")
@@ -61,16 +61,6 @@ def _overrides(root, *extra):
 
 def _config(root, *extra):
   return config_lib.load(CONFIG, _overrides(root, *extra))
-
-
-def snapshot(directory):
-  """{relative path: sha256} of every file below `directory`, dot-prefixed entries too."""
-  out = {}
-  for root, _, files in os.walk(directory):
-    for name in files:
-      path = os.path.join(root, name)
-      out[os.path.relpath(path, directory)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
-  return out
 
 
 def _store(config):

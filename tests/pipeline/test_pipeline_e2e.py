@@ -4,7 +4,6 @@ The runs share one pipeline root, so later runs reuse cached upstream components
 scheduled refresh would. Each gate-says-no case asserts NOT_BLESSED with its reason *and* a
 push destination left exactly as it was.
 """
-import hashlib
 import os
 
 import numpy as np
@@ -15,6 +14,7 @@ from components.tflite_converter import conversion
 from pipeline import config as config_lib
 from pipeline.models import digits
 from pipeline.runners import local
+from tests.helpers import snapshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,16 +26,6 @@ def _config(root, *overrides):
       "pruning.epochs=3", "runner.beam_args=[--direct_num_workers=1]",
       # These runs test the mechanism; fine-tune noise on 337 eval examples is ~2 pp.
       "gate.max_accuracy_drop=0.03", *overrides])
-
-
-def snapshot(directory):
-  """{relative path: sha256} of every file below `directory`."""
-  out = {}
-  for root, _, files in os.walk(directory):
-    for name in files:
-      path = os.path.join(root, name)
-      out[os.path.relpath(path, directory)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
-  return out
 
 
 @pytest.fixture(scope="module")

@@ -19,22 +19,13 @@ from components.common import blessing as blessing_lib
 from components.common import model_io
 from components.pusher import atomic
 from components.pusher import executor
+from tests.helpers import snapshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 MODEL_ID = 7
 # The model files, as TFLiteConverter lays them out plus a second file, so a copy can fail
 # between the first and the last file.
 FILES = {"tflite": os.urandom(256 * 1024), "assets/labels.txt": b"0\n1\n2\n"}
-
-
-def snapshot(directory):
-  """{relative path: sha256} of every file below `directory` (dot-prefixed entries too)."""
-  out = {}
-  for root, _, files in os.walk(directory):
-    for name in files:
-      path = os.path.join(root, name)
-      out[os.path.relpath(path, directory)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
-  return out
 
 
 def make_model(uri, files=None, artifact_id=MODEL_ID):
