@@ -228,6 +228,7 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
   """Checks values across sections with the components' own rules; raises ConfigError."""
   # pylint: disable=g-import-not-at-top  (the component modules import TensorFlow)
   from components.prune_trainer import pruning
+  from components.tflite_converter import conversion
   if not config.pipeline_name:
     raise ConfigError("pipeline_name: must be a non-empty string")
   if not config.pipeline_root:
@@ -268,9 +269,8 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
     if not 0.0 <= value <= 1.0:
       raise ConfigError(f"sparsity.per_layer_min_sparsity.{layer}: must be in [0, 1], got {value}")
   c = config.conversion
-  quantizations = ("none", "dynamic", "float16", "int8")
-  if c.quantization not in quantizations:
-    raise ConfigError(f"conversion.quantization: must be one of {list(quantizations)}, "
+  if c.quantization not in conversion.QUANTIZATIONS:
+    raise ConfigError(f"conversion.quantization: must be one of {list(conversion.QUANTIZATIONS)}, "
                       f"got '{c.quantization}'")
   if c.int8_io and c.quantization != "int8":
     raise ConfigError("conversion.int8_io: needs conversion.quantization 'int8', "
