@@ -47,6 +47,14 @@ class SearchSection:
 
 
 @dataclasses.dataclass
+class CollaborativeSection:
+  clusters: int = 0                   # 0: off; sparsity-preserving clustering to N values
+  cluster_epochs: int = 1
+  qat_epochs: int = 0                 # 0: off; sparsity-preserving QAT (PQAT / PCQAT)
+  learning_rate: float = 1e-4
+
+
+@dataclasses.dataclass
 class PruningSection:
   target_sparsity: float = 0.9
   initial_sparsity: float = 0.5
@@ -63,6 +71,7 @@ class PruningSection:
   pruning_policy: str = ""
   allocation: str = "uniform"
   search: SearchSection = dataclasses.field(default_factory=SearchSection)
+  collaborative: CollaborativeSection = dataclasses.field(default_factory=CollaborativeSection)
 
 
 @dataclasses.dataclass
@@ -253,13 +262,18 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
       raise ConfigError(f"trainer.{key}: must be >= 1, got {getattr(config.trainer, key)}")
   fields = dataclasses.asdict(config.pruning)
   fields.pop("search")
+  fields.pop("collaborative")
   try:
     pruning.PruningConfig(**{**fields, "include_layers": tuple(config.pruning.include_layers),
                              "exclude_layers": tuple(config.pruning.exclude_layers)}).validate()
     if config.pruning.search.enabled:
       search_config(config).validate()
+    collaborative_config(config).validate()
   except pruning.PruningError as e:
     raise ConfigError(f"pruning.{e}") from e
+  if config.pruning.collaborative.qat_epochs and config.conversion.quantization != "int8":
+    raise ConfigError("pruning.collaborative.qat_epochs: quantization-aware training needs "
+                      f"conversion.quantization 'int8', got '{config.conversion.quantization}'")
   s = config.sparsity
   if not 0.0 <= s.min_sparsity <= 1.0:
     raise ConfigError(f"sparsity.min_sparsity: must be in [0, 1], got {s.min_sparsity}")
@@ -314,6 +328,13 @@ def search_config(config: BonsaiConfig):
   return search.SearchConfig(levels=tuple(s.levels), max_accuracy_drop=search_budget(config),
                              max_trials=s.max_trials, time_budget_s=s.time_budget_s,
                              epochs_per_trial=s.epochs_per_trial)
+
+
+def collaborative_config(config: BonsaiConfig):
+  from components.prune_trainer import collaborative  # pylint: disable=g-import-not-at-top
+  c = config.pruning.collaborative
+  return collaborative.CollaborativeConfig(clusters=c.clusters, cluster_epochs=c.cluster_epochs,
+                                           qat_epochs=c.qat_epochs, learning_rate=c.learning_rate)
 
 
 def load(path: Optional[str] = None, overrides: Optional[List[str]] = None,

@@ -1,5 +1,5 @@
 """create_pipeline: ExampleGen -> StatisticsGen -> SchemaGen -> Trainer -> PruneTrainer ->
-SparsityValidator -> TFLiteConverter -> CompressionEvaluator -> Pusher."""
+TFLiteConverter -> SparsityValidator -> CompressionEvaluator -> Pusher."""
 from typing import List, Optional
 
 from tfx import v1 as tfx
@@ -65,14 +65,11 @@ def create_pipeline(config: BonsaiConfig,
       learning_rate=p.learning_rate, include_layers=p.include_layers,
       exclude_layers=p.exclude_layers, sparsity_m_by_n=p.sparsity_m_by_n,
       pruning_policy=p.pruning_policy, allocation=p.allocation,
+      clusters=p.collaborative.clusters, cluster_epochs=p.collaborative.cluster_epochs,
+      qat_epochs=p.collaborative.qat_epochs,
+      collaborative_learning_rate=p.collaborative.learning_rate,
       **(_search_arguments(config) if p.search.enabled else {}))
   pruned_model = prune_trainer.outputs["pruned_model"]
-
-  s = config.sparsity
-  sparsity_validator = SparsityValidator(
-      model=pruned_model, min_sparsity=s.min_sparsity, tolerance=s.tolerance,
-      per_layer_min_sparsity=s.per_layer_min_sparsity or None,
-      include_all_tensors=s.include_all_tensors, sparsity_m_by_n=p.sparsity_m_by_n)
 
   c = config.conversion
   converter = TFLiteConverter(
@@ -81,6 +78,13 @@ def create_pipeline(config: BonsaiConfig,
       representative_examples=c.representative_examples,
       agreement_examples=c.agreement_examples, min_agreement=c.min_agreement,
       max_abs_error=c.max_abs_error, label_key=config.data.label_key)
+
+  s = config.sparsity
+  sparsity_validator = SparsityValidator(
+      model=pruned_model, tflite_model=converter.outputs["tflite_model"],
+      min_sparsity=s.min_sparsity, tolerance=s.tolerance,
+      per_layer_min_sparsity=s.per_layer_min_sparsity or None,
+      include_all_tensors=s.include_all_tensors, sparsity_m_by_n=p.sparsity_m_by_n)
 
   production = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -111,7 +115,7 @@ def create_pipeline(config: BonsaiConfig,
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[example_gen, statistics_gen, schema_gen, trainer, prune_trainer,
-                  sparsity_validator, converter, production, evaluator, pusher],
+                  converter, sparsity_validator, production, evaluator, pusher],
       enable_cache=config.runner.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(config.runner.beam_args if beam_pipeline_args is None

@@ -64,10 +64,12 @@ def collect(metadata_config, pipeline_root: str) -> Dict[str, Any]:
       pruning_report = json.loads(io_utils.read_string_file(path))
       summary["layer_sparsity"] = pruning_report.get("layer_sparsity")
       summary["search"] = pruning_report.get("search")
+      summary["collaborative"] = pruning_report.get("collaborative")
   if "SparsityValidator/blessing" in out:
     blessing = out["SparsityValidator/blessing"]
     summary["sparsity_passed"] = _properties(blessing).get("blessed") == 1
     summary["global_sparsity"] = _properties(blessing).get("global_sparsity")
+    summary["deployed_sparsity"] = _properties(blessing).get("deployed_sparsity")
   if "SparsityValidator/report" in out:
     path = os.path.join(out["SparsityValidator/report"].uri, "sparsity.json")
     if tf.io.gfile.exists(path):
@@ -127,6 +129,15 @@ def _search_line(search: Optional[Dict[str, Any]]) -> str:
           if best else f"{len(trials)} trials, none within budget")
 
 
+def _collaborative_line(stages: Optional[List[Dict[str, Any]]]) -> str:
+  if not stages:
+    return "off"
+  return ", ".join(f"{s['stage']} {s['sparsity']:.4f}"
+                   + (f" ({s['distinct_values']} values)" if s["stage"] == "cluster" else "")
+                   + ("" if s.get("accuracy") is None else f" acc {s['accuracy']:.4f}")
+                   for s in stages)
+
+
 def format_table(summary: Dict[str, Any]) -> str:
   """The end-of-run table printed by `bonsai run`."""
   verdict = summary.get("verdict") or {}
@@ -140,7 +151,9 @@ def format_table(summary: Dict[str, Any]) -> str:
                            f"({summary.get('candidate_quantization')}"
                            f"{', sparse' if summary.get('candidate_sparse_weights') else ''})"),
       ("sparsity search", _search_line(summary.get("search"))),
-      ("sparsity (kernels)", f"{_f(summary.get('global_sparsity'))} "
+      ("collaborative", _collaborative_line(summary.get("collaborative"))),
+      ("sparsity (kernels)", f"{_f(summary.get('global_sparsity'))} Keras, "
+                             f"{_f(summary.get('deployed_sparsity'))} TFLite "
                              f"({'passed' if summary.get('sparsity_passed') else 'FAILED'})"),
       ("TFLite agreement", _f(summary.get("candidate_agreement"))),
       ("accuracy dense", _f(measured.get("dense_accuracy"))),

@@ -85,6 +85,12 @@ def load_keras_model(model_uri: str, compile: bool = True):  # pylint: disable=r
   return model
 
 
+def is_quantization_aware(model) -> bool:
+  """True when `model` carries TFMOT quantization wrappers (quantization-aware training)."""
+  return any(type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
+             for layer in model.layers)
+
+
 def model_inputs(model, features: Mapping[str, Any]):
   """Picks the model's inputs out of a feature dict, by input name.
 

@@ -6,6 +6,7 @@ from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 
+from components.prune_trainer import collaborative
 from components.prune_trainer import executor
 from components.prune_trainer import pruning
 from components.prune_trainer import search
@@ -16,8 +17,11 @@ class PruneTrainer(base_component.BaseComponent):
   """Prunes `model` (a Trainer's Keras SavedModel) on `examples`; outputs the stripped model.
 
   Outputs `pruned_model` (SavedModel under Format-Serving, like Trainer's, with properties
-  `sparsity` and `eval_accuracy`) and `model_run` (TensorBoard logs with TFMOT's
-  per-layer sparsity curves). See README for every parameter.
+  `sparsity`, `eval_accuracy` and `quantization_aware`) and `model_run` (TensorBoard logs
+  with TFMOT's per-layer sparsity curves). After pruning, optional collaborative
+  optimisation: sparsity-preserving clustering (`clusters`) and sparsity-preserving
+  quantization-aware training (`qat_epochs`, for int8 conversion). See README for every
+  parameter.
   """
   SPEC_CLASS = spec.PruneTrainerSpec
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
@@ -48,6 +52,10 @@ class PruneTrainer(base_component.BaseComponent):
                search_max_trials: int = 8,
                search_time_budget_s: float = 0.0,
                search_epochs_per_trial: int = 2,
+               clusters: int = 0,
+               cluster_epochs: int = 1,
+               qat_epochs: int = 0,
+               collaborative_learning_rate: float = 1e-4,
                train_split: str = "train",
                eval_split: str = "eval"):
     pruning.PruningConfig(
@@ -60,6 +68,9 @@ class PruneTrainer(base_component.BaseComponent):
       search.SearchConfig(levels=tuple(search_levels), max_accuracy_drop=search_max_accuracy_drop,
                           max_trials=search_max_trials, time_budget_s=search_time_budget_s,
                           epochs_per_trial=search_epochs_per_trial).validate()
+    collaborative.CollaborativeConfig(
+        clusters=clusters, cluster_epochs=cluster_epochs, qat_epochs=qat_epochs,
+        learning_rate=collaborative_learning_rate).validate()
     if not label_key and not module_file:
       raise ValueError("label_key must name the label feature (e.g. 'label'), got ''")
     super().__init__(spec.PruneTrainerSpec(
@@ -74,7 +85,9 @@ class PruneTrainer(base_component.BaseComponent):
         search_max_accuracy_drop=float(search_max_accuracy_drop),
         search_max_trials=int(search_max_trials),
         search_time_budget_s=float(search_time_budget_s),
-        search_epochs_per_trial=int(search_epochs_per_trial), train_split=train_split,
+        search_epochs_per_trial=int(search_epochs_per_trial), clusters=int(clusters),
+        cluster_epochs=int(cluster_epochs), qat_epochs=int(qat_epochs),
+        collaborative_learning_rate=float(collaborative_learning_rate), train_split=train_split,
         eval_split=eval_split,
         pruned_model=types.Channel(type=standard_artifacts.Model),
         model_run=types.Channel(type=standard_artifacts.ModelRun)))

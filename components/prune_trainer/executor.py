@@ -16,6 +16,7 @@ from tfx.utils import io_utils
 from components.common import examples as examples_lib
 from components.common import model_io
 from components.common import params
+from components.prune_trainer import collaborative
 from components.prune_trainer import pruning
 from components.prune_trainer import search
 from components.prune_trainer import spec
@@ -76,6 +77,17 @@ def check_labels_fit(model, examples, split: str, schema, label_key: str,
         f"[0, {classes - 1}]")
 
 
+def collaborative_from_properties(exec_properties: Dict[str, Any]) -> collaborative.CollaborativeConfig:
+  defaults = collaborative.CollaborativeConfig()
+  value = lambda key, default: default if exec_properties.get(key) is None else exec_properties[key]
+  return collaborative.CollaborativeConfig(
+      clusters=int(value(spec.CLUSTERS_KEY, defaults.clusters)),
+      cluster_epochs=int(value(spec.CLUSTER_EPOCHS_KEY, defaults.cluster_epochs)),
+      qat_epochs=int(value(spec.QAT_EPOCHS_KEY, defaults.qat_epochs)),
+      learning_rate=float(value(spec.COLLABORATIVE_LEARNING_RATE_KEY, defaults.learning_rate)),
+  ).validate()
+
+
 class Executor(base_executor.BaseExecutor):
   """Fine-tunes the upstream model with magnitude pruning and saves it stripped."""
 
@@ -85,6 +97,7 @@ class Executor(base_executor.BaseExecutor):
     self._log_startup(input_dict, output_dict, exec_properties)
     config = config_from_properties(exec_properties)
     search_config = search_from_properties(exec_properties)
+    collab_config = collaborative_from_properties(exec_properties)
     examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
     model_artifact = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
     output = artifact_utils.get_single_instance(output_dict[spec.PRUNED_MODEL_KEY])
@@ -121,11 +134,24 @@ class Executor(base_executor.BaseExecutor):
     else:
       result = pruning.prune(model, train_ds, eval_ds, num_train, config, log_dir=model_run.uri)
 
-    model_io.save_keras_model(result.model, model_io.serving_dir(output.uri), serving_spec)
     accuracy = (result.history.get("val_accuracy") or [None])[-1]
+    final_model, final_sparsity, stages = result.model, result.sparsity, None
+    if collab_config.enabled:
+      loss = result.model.loss
+      optimized = collaborative.optimize(
+          result.model, result.pruned_layers, train_ds, eval_ds, result.schedule.steps_per_epoch,
+          collab_config, loss, ["accuracy"] if "crossentropy" in str(loss) else [])
+      final_model, stages = optimized.model, [s.as_dict() for s in optimized.stages]
+      final_sparsity = optimized.stages[-1].sparsity
+      if optimized.stages[-1].accuracy is not None:
+        accuracy = optimized.stages[-1].accuracy
+
+    model_io.save_keras_model(final_model, model_io.serving_dir(output.uri), serving_spec)
     report = {
         "target_sparsity": config.target_sparsity,
-        "sparsity": result.sparsity,
+        "sparsity": final_sparsity,
+        "pruned_sparsity": result.sparsity,
+        "collaborative": stages,
         "pruned_layers": result.pruned_layers,
         "schedule": {"begin_step": result.schedule.begin_step,
                      "end_step": result.schedule.end_step,
@@ -140,13 +166,16 @@ class Executor(base_executor.BaseExecutor):
     }
     io_utils.write_string_file(os.path.join(output.uri, REPORT_FILE),
                                json.dumps(report, indent=2, sort_keys=True))
-    output.set_float_custom_property(spec.SPARSITY_PROPERTY, result.sparsity)
+    output.set_float_custom_property(spec.SPARSITY_PROPERTY, final_sparsity)
+    output.set_int_custom_property(spec.QUANTIZATION_AWARE_PROPERTY,
+                                   int(model_io.is_quantization_aware(final_model)))
     if accuracy is not None:
       output.set_float_custom_property(spec.ACCURACY_PROPERTY, accuracy)
-    logging.info("PruneTrainer: sparsity %.4f (target %.4f) over %d layers, eval accuracy %s; "
-                 "model at %s", result.sparsity, config.target_sparsity,
+    logging.info("PruneTrainer: sparsity %.4f (target %.4f) over %d layers, eval accuracy %s%s; "
+                 "model at %s", final_sparsity, config.target_sparsity,
                  len(result.pruned_layers),
-                 "n/a" if accuracy is None else f"{accuracy:.4f}", output.uri)
+                 "n/a" if accuracy is None else f"{accuracy:.4f}",
+                 f", after {' + '.join(s['stage'] for s in stages)}" if stages else "", output.uri)
 
   def _schema(self, input_dict, examples, train_split):
     if input_dict.get(spec.TRANSFORM_GRAPH_KEY):

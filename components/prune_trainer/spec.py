@@ -36,9 +36,14 @@ SEARCH_MAX_ACCURACY_DROP_KEY = "search_max_accuracy_drop"
 SEARCH_MAX_TRIALS_KEY = "search_max_trials"
 SEARCH_TIME_BUDGET_KEY = "search_time_budget_s"
 SEARCH_EPOCHS_KEY = "search_epochs_per_trial"
+CLUSTERS_KEY = "clusters"
+CLUSTER_EPOCHS_KEY = "cluster_epochs"
+QAT_EPOCHS_KEY = "qat_epochs"
+COLLABORATIVE_LEARNING_RATE_KEY = "collaborative_learning_rate"
 # Output artifact properties
 SPARSITY_PROPERTY = "sparsity"
 ACCURACY_PROPERTY = "eval_accuracy"
+QUANTIZATION_AWARE_PROPERTY = "quantization_aware"   # 1 when the model carries QAT wrappers
 
 
 class PruneTrainerSpec(component_spec.ComponentSpec):
@@ -67,6 +72,11 @@ class PruneTrainerSpec(component_spec.ComponentSpec):
       SEARCH_MAX_TRIALS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
       SEARCH_TIME_BUDGET_KEY: component_spec.ExecutionParameter(type=float, optional=True),
       SEARCH_EPOCHS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
+      CLUSTERS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
+      CLUSTER_EPOCHS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
+      QAT_EPOCHS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
+      COLLABORATIVE_LEARNING_RATE_KEY: component_spec.ExecutionParameter(type=float,
+                                                                         optional=True),
   }
   INPUTS = {
       EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),

@@ -11,7 +11,7 @@ from components.sparsity_validator import spec
 
 
 class SparsityValidator(base_component.BaseComponent):
-  """Measures the sparsity of `model` (a Keras SavedModel) and gates on it.
+  """Measures the sparsity of `model` (a Keras SavedModel), and of its TFLite, and gates on it.
 
   Outputs `report` (ModelEvaluation: `sparsity.json` and `index.html`) and `blessing`
   (a SparsityBlessing: written like Evaluator's ModelBlessing, plus the float property
@@ -22,6 +22,7 @@ class SparsityValidator(base_component.BaseComponent):
 
   def __init__(self,
                model: types.BaseChannel,
+               tflite_model: Optional[types.BaseChannel] = None,
                min_sparsity: float = 0.85,
                per_layer_min_sparsity: Optional[Mapping[str, float]] = None,
                tolerance: float = 0.01,
@@ -29,6 +30,8 @@ class SparsityValidator(base_component.BaseComponent):
                sparsity_m_by_n: str = ""):
     """Args:
       model: a Model channel (Trainer's or PruneTrainer's output).
+      tflite_model: optional, TFLiteConverter's `tflite_model` from `model`: its weight
+        tensors must reach `min_sparsity` too (proof the zeros survived conversion).
       min_sparsity: minimum fraction of zeros over prunable kernels, in [0, 1].
       per_layer_min_sparsity: layer name -> minimum kernel sparsity, each in [0, 1].
       tolerance: absolute slack under every minimum, in [0, 1].
@@ -51,6 +54,7 @@ class SparsityValidator(base_component.BaseComponent):
     sparsity.parse_m_by_n(sparsity_m_by_n, spec.SPARSITY_M_BY_N_KEY)
     super().__init__(spec.SparsityValidatorSpec(
         model=model,
+        tflite_model=tflite_model,
         min_sparsity=float(min_sparsity),
         per_layer_min_sparsity=per_layer or None,
         tolerance=float(tolerance),

@@ -43,19 +43,32 @@ class Executor(base_executor.BaseExecutor):
 
     model = model_io.load_keras_model(model_artifact.uri, compile=False)
     table = sparsity.tensor_table(model)
-    report = sparsity.validate(model, targets, table)
+    tflite_table = None
+    if input_dict.get(spec.TFLITE_MODEL_KEY):
+      tflite_artifact = artifact_utils.get_single_instance(input_dict[spec.TFLITE_MODEL_KEY])
+      path = model_io.tflite_path(tflite_artifact.uri)
+      if not fileio.exists(path):
+        raise model_io.ModelError(f"{spec.TFLITE_MODEL_KEY}: no TFLite model at {path} "
+                                  "(expected TFLiteConverter's output)")
+      tflite_table = sparsity.tflite_tensor_table(io_utils.read_bytes_file(path))
+    report = sparsity.validate(model, targets, table, tflite_table)
 
     fileio.makedirs(report_artifact.uri)
     io_utils.write_string_file(
         os.path.join(report_artifact.uri, spec.REPORT_JSON_FILE),
-        json.dumps({"report": report.to_dict(), "tensors": table}, indent=2, sort_keys=True))
+        json.dumps({"report": report.to_dict(), "tensors": table, "tflite_tensors": tflite_table},
+                   indent=2, sort_keys=True))
     io_utils.write_string_file(os.path.join(report_artifact.uri, spec.REPORT_HTML_FILE),
-                               sparsity.render_html(report, table))
+                               sparsity.render_html(report, table, tflite_table))
     blessing_lib.write_blessing(blessing, report.passed, model_artifact, report.to_dict())
     blessing.set_float_custom_property(spec.GLOBAL_SPARSITY_PROPERTY, report.global_sparsity)
+    if report.deployed_sparsity is not None:
+      blessing.set_float_custom_property(spec.DEPLOYED_SPARSITY_PROPERTY, report.deployed_sparsity)
 
-    logging.info("SparsityValidator: %s, global sparsity %.4f (target %.4f, tolerance %.4f)%s",
+    logging.info("SparsityValidator: %s, global sparsity %.4f%s (target %.4f, tolerance %.4f)%s",
                  "BLESSED" if report.passed else "NOT_BLESSED", report.global_sparsity,
+                 "" if report.deployed_sparsity is None
+                 else f", deployed TFLite {report.deployed_sparsity:.4f}",
                  targets.min_sparsity, targets.tolerance,
                  "".join(f"; {r}" for r in report.reasons))
     logging.info("SparsityValidator: per-tensor sparsity\n%s", sparsity.format_table(table))

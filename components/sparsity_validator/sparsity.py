@@ -79,6 +79,38 @@ def tensor_table(model) -> List[Dict[str, Any]]:
   return rows
 
 
+# TFLite tensor types that hold weights (schema TensorType values).
+_TFLITE_WEIGHT_TYPES = {0: np.float32, 1: np.float16, 3: np.uint8, 9: np.int8}
+
+
+def tflite_tensor_table(model_bytes: bytes) -> List[Dict[str, Any]]:
+  """One row per weight tensor of rank >= 2 in a TFLite flatbuffer: the kernels as deployed.
+
+  Read from the flatbuffer's buffers without running anything. A sparse-encoded tensor
+  stores only some of its values; its zeros are the dense size minus the stored non-zeros.
+  Quantized weights are symmetric (zero point 0), so a stored 0 is a pruned weight.
+  Rows have the keys of `tensor_table` (kind "kernel", layer "tflite") plus `encoding`.
+  """
+  from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
+  model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+  rows = []
+  for subgraph in model.subgraphs:
+    for tensor in subgraph.tensors:
+      data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
+      dtype = _TFLITE_WEIGHT_TYPES.get(tensor.type)
+      if data is None or dtype is None or tensor.shape is None or len(tensor.shape) < 2:
+        continue
+      values = np.frombuffer(bytes(bytearray(data)), dtype=dtype)
+      total = int(np.prod(tensor.shape))
+      zeros = int(total - np.count_nonzero(values))
+      name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+      rows.append({"name": name, "layer": "tflite", "kind": KERNEL,
+                   "shape": [int(d) for d in tensor.shape], "total": total, "zeros": zeros,
+                   "sparsity": zeros / total if total else 0.0,
+                   "encoding": "sparse" if tensor.sparsity is not None else "dense"})
+  return rows
+
+
 def parse_m_by_n(value: str, name: str = "m_by_n") -> Optional[Tuple[int, int]]:
   """'M:N' -> (M, N), TFMOT's sparsity_m_by_n: at least M zeros in every N weights; '' -> None."""
   if not value:
@@ -136,6 +168,7 @@ class Report:
   passed: bool
   reasons: List[str]
   targets: Dict[str, Any]
+  deployed_sparsity: Optional[float] = None   # over the TFLite's kernels, when one was given
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
@@ -179,11 +212,14 @@ def _check(name: str, measured: float, threshold: float, tolerance: float) -> Di
 
 
 def validate(model, targets: SparsityTargets,
-             table: Optional[List[Dict[str, Any]]] = None) -> Report:
+             table: Optional[List[Dict[str, Any]]] = None,
+             tflite_table: Optional[List[Dict[str, Any]]] = None) -> Report:
   """Checks `model` against `targets`; a failed check is reported, never raised.
 
   Raises ValueError only when `targets.per_layer` names a layer without a prunable kernel.
-  `table` is `tensor_table(model)`, when already computed.
+  `table` is `tensor_table(model)`, when already computed. With `tflite_table`
+  (`tflite_tensor_table` of the model's conversion), the deployed kernels must reach
+  `min_sparsity` too: zeros lost in quantization-aware training or conversion fail here.
   """
   table = tensor_table(model) if table is None else table
   kernels = [r for r in table if r["kind"] == KERNEL]
@@ -223,6 +259,17 @@ def validate(model, targets: SparsityTargets,
       reasons.append(f"layer '{layer}' kernel sparsity {per_layer[layer]:.3f} < target "
                      f"{float(minimum):.3f} - tolerance {tol:.3f}")
 
+  deployed = None
+  if tflite_table is not None:
+    total = sum(r["total"] for r in tflite_table)
+    deployed = sum(r["zeros"] for r in tflite_table) / total if total else 0.0
+    check = _check("deployed_sparsity", deployed, targets.min_sparsity, tol)
+    checks.append(check)
+    if not check["passed"]:
+      reasons.append(f"the converted TFLite's kernel sparsity {deployed:.3f} < target "
+                     f"{targets.min_sparsity:.3f} - tolerance {tol:.3f}: zeros were lost "
+                     "after pruning (non-preserving quantization-aware training or clustering?)")
+
   m_by_n = parse_m_by_n(targets.m_by_n)
   if m_by_n:
     m, n = m_by_n
@@ -241,7 +288,8 @@ def validate(model, targets: SparsityTargets,
 
   return Report(global_sparsity=global_sparsity, per_layer=per_layer, checks=checks,
                 passed=bool(kernels) and all(c["passed"] for c in checks), reasons=reasons,
-                targets=dataclasses.asdict(targets) | {"per_layer": dict(targets.per_layer)})
+                targets=dataclasses.asdict(targets) | {"per_layer": dict(targets.per_layer)},
+                deployed_sparsity=deployed)
 
 
 def _chart_png(report: Report) -> bytes:
@@ -277,7 +325,8 @@ def _chart_png(report: Report) -> bytes:
   return buffer.getvalue()
 
 
-def render_html(report: Report, table: List[Dict[str, Any]]) -> str:
+def render_html(report: Report, table: List[Dict[str, Any]],
+                tflite_table: Optional[List[Dict[str, Any]]] = None) -> str:
   """A self-contained HTML page: verdict, per-layer chart (inline PNG), per-tensor table."""
   esc = html.escape
   verdict = "PASSED" if report.passed else "FAILED"
@@ -297,6 +346,15 @@ def render_html(report: Report, table: List[Dict[str, Any]]) -> str:
       f"<td>{c['tolerance']:.4f}</td><td>{'pass' if c['passed'] else 'FAIL'}</td></tr>"
       for c in report.checks)
   target = report.targets["min_sparsity"]
+  deployed = ""
+  if tflite_table is not None:
+    deployed_rows = "".join(
+        f"<tr><td>{esc(r['name'])}</td><td>{esc(r['encoding'])}</td>"
+        f"<td>{esc('x'.join(map(str, r['shape'])))}</td><td>{r['total']}</td><td>{r['zeros']}</td>"
+        f"<td>{100 * r['sparsity']:.2f}%</td></tr>" for r in tflite_table)
+    deployed = (f"<h2>Deployed TFLite kernels: {report.deployed_sparsity:.4f}</h2>"
+                "<table><tr><th>tensor</th><th>encoding</th><th>shape</th><th>total</th>"
+                f"<th>zeros</th><th>pruned</th></tr>{deployed_rows}</table>")
   return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Sparsity report: {verdict}</title>
 <style>
@@ -314,6 +372,7 @@ tr.bias, tr.batchnorm, tr.other {{ color: #777; }}
 <table><tr><th>check</th><th>measured</th><th>threshold</th><th>tolerance</th><th>result</th></tr>
 {checks}</table>
 {chart}
+{deployed}
 <h2>Tensors</h2>
 <table><tr><th>tensor</th><th>layer</th><th>kind</th><th>shape</th><th>total</th><th>zeros</th>
 <th>pruned</th></tr>

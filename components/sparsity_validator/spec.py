@@ -8,6 +8,7 @@ from components.common import blessing
 
 # Inputs
 MODEL_KEY = "model"
+TFLITE_MODEL_KEY = "tflite_model"   # optional: TFLiteConverter's conversion of `model`
 # Outputs
 REPORT_KEY = "report"
 BLESSING_KEY = "blessing"
@@ -19,6 +20,7 @@ INCLUDE_ALL_TENSORS_KEY = "include_all_tensors"
 SPARSITY_M_BY_N_KEY = "sparsity_m_by_n"
 # Blessing custom property
 GLOBAL_SPARSITY_PROPERTY = "global_sparsity"
+DEPLOYED_SPARSITY_PROPERTY = "deployed_sparsity"
 # Files in the report artifact
 REPORT_JSON_FILE = "sparsity.json"
 REPORT_HTML_FILE = "index.html"
@@ -36,6 +38,8 @@ class SparsityValidatorSpec(component_spec.ComponentSpec):
   }
   INPUTS = {
       MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),
+      TFLITE_MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model,
+                                                        optional=True),
   }
   OUTPUTS = {
       REPORT_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelEvaluation),

@@ -95,6 +95,10 @@ class Executor(base_executor.BaseExecutor):
 
     # Everything that can be checked cheaply is checked before converting.
     keras_model = model_io.load_keras_model(model_artifact.uri, compile=False)
+    if model_io.is_quantization_aware(keras_model) and config.quantization != "int8":
+      raise ValueError(
+          f"quantization must be 'int8' for a quantization-aware trained model (PruneTrainer's "
+          f"qat_epochs > 0), got {config.quantization!r}: its ranges were learned for 8-bit")
     representative = None
     if examples is not None:
       schema = (examples_lib.load_schema(artifact_utils.get_single_instance(

@@ -131,3 +131,18 @@ def test_search_in_the_pipeline_records_and_charts_its_trials(happy, root):
   assert summary["pruned_sparsity"] == pytest.approx(best["sparsity"])
   path = report.write(_config(root))
   assert f'{summary["run_id"]}-search.png' in open(path).read()
+
+
+def test_collaborative_optimisation_in_the_pipeline_keeps_the_zeros(happy, root):
+  """PCQAT in PruneTrainer; SparsityValidator confirms the zeros in the int8 TFLite."""
+  summary = local.run(_config(root, "pruning.collaborative.clusters=16",
+                              "pruning.collaborative.qat_epochs=1"))
+  assert [s["stage"] for s in summary["collaborative"]] == ["prune", "cluster", "qat"]
+  assert summary["collaborative"][1]["distinct_values"] <= 17
+  assert summary["sparsity_passed"], summary["sparsity_report"]["report"]["reasons"]
+  assert summary["deployed_sparsity"] >= 0.89
+  assert summary["global_sparsity"] >= 0.89
+  assert summary["candidate_quantization"] == "int8"
+  assert summary["candidate_agreement"] >= 0.98
+  from pipeline import summary as summary_lib
+  assert "cluster 0.9" in summary_lib.format_table(summary)

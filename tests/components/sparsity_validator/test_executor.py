@@ -20,12 +20,15 @@ DEFAULTS = {spec.MIN_SPARSITY_KEY: 0.85, spec.TOLERANCE_KEY: 0.01,
             spec.PER_LAYER_MIN_SPARSITY_KEY: None}
 
 
-def _run(model_artifact, tmp_path, **properties):
+def _run(model_artifact, tmp_path, tflite=None, **properties):
   report = standard_artifacts.ModelEvaluation()
   report.uri = str(tmp_path / "report")
   blessing = blessing_lib.SparsityBlessing()
   blessing.uri = str(tmp_path / "blessing")
-  executor.Executor().Do({spec.MODEL_KEY: [model_artifact]},
+  inputs = {spec.MODEL_KEY: [model_artifact]}
+  if tflite is not None:
+    inputs[spec.TFLITE_MODEL_KEY] = [tflite]
+  executor.Executor().Do(inputs,
                          {spec.REPORT_KEY: [report], spec.BLESSING_KEY: [blessing]},
                          {**DEFAULTS, **properties})
   return report, blessing
@@ -93,6 +96,52 @@ def test_failed_m_by_n_check_is_not_blessed(pruned_model, tmp_path):
   verdict = blessing_lib.read_verdict(blessing)
   assert not blessing_lib.is_blessed(blessing)
   assert any("breaks 3:4 structure" in r for r in verdict["reasons"])
+
+
+def _tflite_artifact(keras_model, directory, quantization):
+  from components.tflite_converter import conversion  # pylint: disable=g-import-not-at-top
+  artifact = standard_artifacts.Model()
+  artifact.uri = str(directory)
+  model_bytes = conversion.convert(keras_model, conversion.ConversionConfig(
+      quantization=quantization, sparse_weights=quantization != "dynamic"))
+  tf.io.gfile.makedirs(model_io.serving_dir(artifact.uri))
+  with tf.io.gfile.GFile(model_io.tflite_path(artifact.uri), "wb") as f:
+    f.write(model_bytes)
+  return artifact
+
+
+def test_deployed_tflite_sparsity_is_measured_and_required(pruned_model, tmp_path):
+  keras_model = model_io.load_keras_model(pruned_model.uri, compile=False)
+  tflite = _tflite_artifact(keras_model, tmp_path / "tflite", "float16")
+  report, blessing = _run(pruned_model, tmp_path, tflite=tflite)
+  assert blessing_lib.is_blessed(blessing)
+  deployed = blessing.get_float_custom_property(spec.DEPLOYED_SPARSITY_PROPERTY)
+  assert deployed == pytest.approx(0.9, abs=0.01)
+  saved = json.loads(tf.io.gfile.GFile(os.path.join(report.uri, spec.REPORT_JSON_FILE)).read())
+  shapes = sorted(r["shape"] for r in saved["tflite_tensors"])
+  assert shapes == [[4, 32], [32, 20]]  # the two kernels, as TFLite stores them (out, in)
+  assert {r["encoding"] for r in saved["tflite_tensors"]} == {"sparse"}
+  assert "deployed_sparsity" in [c["name"] for c in saved["report"]["checks"]]
+  assert "Deployed TFLite kernels" in tf.io.gfile.GFile(
+      os.path.join(report.uri, spec.REPORT_HTML_FILE)).read()
+
+
+def test_a_tflite_that_lost_the_zeros_is_not_blessed(pruned_model, small_dense_model, tmp_path):
+  """The Keras model is sparse, but the TFLite given is a dense model's: the zeros are gone."""
+  dense = model_io.load_keras_model(small_dense_model.uri, compile=False)
+  tflite = _tflite_artifact(dense, tmp_path / "tflite", "dynamic")
+  _, blessing = _run(pruned_model, tmp_path, tflite=tflite)
+  assert not blessing_lib.is_blessed(blessing)
+  reasons = blessing_lib.read_verdict(blessing)["reasons"]
+  assert any(r.startswith("the converted TFLite's kernel sparsity 0.0") and "zeros were lost" in r
+             for r in reasons), reasons
+
+
+def test_missing_tflite_file_raises(pruned_model, tmp_path):
+  empty = standard_artifacts.Model()
+  empty.uri = str(tmp_path / "empty")
+  with pytest.raises(model_io.ModelError, match="tflite_model: no TFLite model at"):
+    _run(pruned_model, tmp_path, tflite=empty)
 
 
 def test_unloadable_model_raises(tmp_path):
