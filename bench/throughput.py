@@ -3,8 +3,9 @@
 (a) TFMA on Beam's DirectRunner (multi-processing, 1 and 2 workers) over an Examples
 artifact laid out as ExampleGen writes it (gzipped TFRecord shards), the candidate
 alone as `tf_lite`: the gate's EvalConfig (`make_eval_config`) reduced to the
-candidate, with TFMA's default extractors (for one model they are the gate's chain:
-TFMA's TFLitePredictionDoFn, which runs without XNNPack). Its time is the whole Beam
+candidate, (i) with TFMA's stock extractors (its TFLitePredictionDoFn, which runs
+without XNNPack) and (ii) with the gate's (`make_extractors`: the same chain with
+bonsai's XNNPack-enabled prediction DoFn). Its time is the whole Beam
 run: start-up, reading and parsing the records, predicting, computing and writing
 metrics. At the smallest size, the gate's full run too (`make_eval_config` +
 `make_extractors`: candidate `tf_lite` and the dense Keras model, 2 workers).
@@ -107,10 +108,12 @@ def candidate_eval_config(label_key: str):
 
 
 def tfma_throughput(model_dirs: Dict[str, str], examples, workers: int, output_path: str,
-                    label_key: str = digits.LABEL_KEY) -> Dict[str, float]:
+                    label_key: str = digits.LABEL_KEY, stock: bool = False) -> Dict[str, float]:
   """Runs TFMA on the candidate (alone, or with the dense model as the gate does).
 
-  Returns the candidate's example count, the run's seconds and its accuracy.
+  With `stock`, TFMA's default extractors (its TFLite DoFn, without XNNPack); else the
+  gate's (`make_extractors`). Returns the candidate's example count, the run's seconds and
+  its accuracy.
   """
   name = evaluator_spec.CANDIDATE_MODEL_NAME
   if len(model_dirs) == 1:
@@ -134,7 +137,7 @@ def tfma_throughput(model_dirs: Dict[str, str], examples, workers: int, output_p
          | "ReadExamples" >> tfxio.BeamSource()
          | "ExtractEvaluateAndWriteResults" >> tfma.ExtractEvaluateAndWriteResults(
              eval_shared_model=list(shared.values()), eval_config=eval_config,
-             extractors=(None if len(shared) == 1 else evaluator_executor.make_extractors(
+             extractors=(None if stock else evaluator_executor.make_extractors(
                  eval_config, shared, adapter_config)),
              output_path=output_path, tensor_adapter_config=adapter_config))
   seconds = time.monotonic() - start
@@ -219,7 +222,12 @@ def run(seeds=(0,), sizes: Sequence[int] = SIZES,
       baseline = loop_throughput(model_bytes, images, labels)
       runs = [("seed loop (1 interpreter, XNNPack)", baseline)]
       for count in workers:
-        runs.append((f"TFMA tf_lite, {count} worker{'s' if count > 1 else ''}",
+        plural = "s" if count > 1 else ""
+        runs.append((f"TFMA stock tf_lite, {count} worker{plural}",
+                     tfma_throughput(candidate, examples, count,
+                                     os.path.join(tmp, f"evaluation_{size}_{count}_stock"),
+                                     stock=True)))
+        runs.append((f"gate (TFMA, XNNPack DoFn), {count} worker{plural}",
                      tfma_throughput(candidate, examples, count,
                                      os.path.join(tmp, f"evaluation_{size}_{count}"))))
       if size == min(sizes):

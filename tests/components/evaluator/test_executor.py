@@ -307,3 +307,19 @@ def test_component_declares_the_gate():
 def test_component_rejects_bad_parameters(kwargs, message):
   with pytest.raises(ValueError, match=message):
     component.CompressionEvaluator(**_channels(), **kwargs)
+
+
+def test_gate_predicts_with_xnnpack_where_stock_tfma_does_not(small_dense_model):
+  """The gate's TFLite DoFn builds its interpreter with XNNPack (one DELEGATE node)."""
+  from tensorflow_model_analysis.extractors import tflite_predict_extractor  # pylint: disable=g-import-not-at-top
+  model_bytes = _convert(small_dense_model, "dynamic")
+  resolver = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+  ours = executor.TFLitePredictionDoFn(tfma.EvalConfig(), {})._make_interpreter(  # pylint: disable=protected-access
+      model_content=model_bytes, experimental_op_resolver_type=resolver)
+  stock = tflite_predict_extractor.TFLitePredictionDoFn(tfma.EvalConfig(), {})._make_interpreter(  # pylint: disable=protected-access
+      model_content=model_bytes, experimental_op_resolver_type=resolver)
+  for interpreter in (ours, stock):
+    interpreter.allocate_tensors()
+  ops = lambda i: [op["op_name"] for op in i._get_ops_details()]  # pylint: disable=protected-access
+  assert "DELEGATE" in ops(ours)
+  assert "DELEGATE" not in ops(stock)
