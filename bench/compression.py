@@ -16,6 +16,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
+from components.prune_trainer import collaborative as collaborative_lib
 from components.prune_trainer import pruning
 from components.prune_trainer import search as search_lib
 from components.tflite_converter import conversion
@@ -37,6 +38,7 @@ class Recipe:
   pruning: pruning.PruningConfig
   conversion: conversion.ConversionConfig
   search: Optional[search_lib.SearchConfig] = None
+  collaborative: Optional[collaborative_lib.CollaborativeConfig] = None
 
 
 RECIPES = [
@@ -53,6 +55,12 @@ RECIPES = [
     Recipe("bonsai-search", pruning.PruningConfig(),
            conversion.ConversionConfig(quantization="int8"),
            search_lib.SearchConfig(max_accuracy_drop=0.01)),
+    # The search's model, then collaborative optimisation: 16 sparsity-preserving clusters
+    # per layer and one epoch of PCQAT.
+    Recipe("bonsai-search+pcqat", pruning.PruningConfig(),
+           conversion.ConversionConfig(quantization="int8"),
+           search_lib.SearchConfig(max_accuracy_drop=0.01),
+           collaborative_lib.CollaborativeConfig(clusters=16, qat_epochs=1)),
 ]
 
 
@@ -107,14 +115,25 @@ def run_seed(seed: int, recipes=RECIPES) -> List[Dict[str, float]]:
         result, trials = found.result, len(found.trials)
       pruned[key] = (result, trials, time.time() - start)
     result, trials, prune_s = pruned[key]
+    model, sparsity = result.model, result.sparsity
+    if recipe.collaborative is not None:
+      tf.keras.utils.set_random_seed(seed)
+      train_ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(fit, seed=seed).batch(
+          recipe.pruning.batch_size)
+      start = time.time()
+      optimized = collaborative_lib.optimize(
+          result.model, result.pruned_layers, train_ds, None, result.schedule.steps_per_epoch,
+          recipe.collaborative, "sparse_categorical_crossentropy", ["accuracy"])
+      model, sparsity = optimized.model, optimized.stages[-1].sparsity
+      prune_s += time.time() - start
     representative = {"image": x[:200]} if recipe.conversion.quantization == "int8" else None
-    deployable = conversion.convert(result.model, recipe.conversion, representative)
+    deployable = conversion.convert(model, recipe.conversion, representative)
     predictions = conversion.run_tflite(deployable, {"image": xe})
     accuracy = float(np.mean(np.argmax(predictions, 1) == ye))
     gzip_bytes = conversion.gzip_size(deployable)
     row = {
         "benchmark": "compression", "config": recipe.name, "seed": seed,
-        "sparsity": result.sparsity, "dense_h5_bytes": dense_h5,
+        "sparsity": sparsity, "dense_h5_bytes": dense_h5,
         "dense_tflite_bytes": len(dense_tflite), "deployable_bytes": len(deployable),
         "deployable_gzip_bytes": gzip_bytes, "ratio": len(dense_tflite) / gzip_bytes,
         "ratio_vs_h5": dense_h5 / gzip_bytes, "dense_accuracy": dense_accuracy,

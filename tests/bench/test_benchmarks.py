@@ -86,6 +86,13 @@ def test_overhead_config_rows_and_table(tmp_path):
   text = overhead.table(rows)
   assert "1.50x" in text and "0.9700" in text
   assert "60 s of 150 s inside components" in text and "PruneTrainer 40, Trainer 20" in text
+  # The config's Beam arguments, and the multi-processing variant measured beside them.
+  assert config.runner.beam_args == ["--direct_running_mode=in_memory"]
+  multi = overhead.load_config(str(tmp_path), overhead.MULTI_PROCESSING)
+  assert multi.runner.beam_args == ["--direct_running_mode=multi_processing",
+                                    "--direct_num_workers=0"]
+  rows = overhead.rows_for({"seconds": 150.0}, {"seconds": 100.0}, {"seconds": 200.0})
+  assert [r["overhead_ratio"] for r in rows] == [1.0, 1.5, 2.0]
 
 
 def test_compression_table_on_fake_rows():
