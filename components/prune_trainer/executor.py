@@ -140,7 +140,7 @@ class Executor(base_executor.BaseExecutor):
       loss = result.model.loss
       optimized = collaborative.optimize(
           result.model, result.pruned_layers, train_ds, eval_ds, result.schedule.steps_per_epoch,
-          collab_config, loss, ["accuracy"] if "crossentropy" in str(loss) else [])
+          collab_config, loss, pruning.default_metrics(loss))
       final_model, stages = optimized.model, [s.as_dict() for s in optimized.stages]
       final_sparsity = optimized.stages[-1].sparsity
       if optimized.stages[-1].accuracy is not None:

@@ -313,6 +313,11 @@ class PruneResult:
   layer_sparsity: Dict[str, float] = dataclasses.field(default_factory=dict)
 
 
+def default_metrics(loss) -> List[str]:
+  """Accuracy for a classification (cross-entropy) loss, else no metric."""
+  return ["accuracy"] if "crossentropy" in str(loss) else []
+
+
 def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
           num_train_examples: int, config: PruningConfig, loss: Any = None,
           metrics: Optional[Sequence[Any]] = None, log_dir: Optional[str] = None,
@@ -331,7 +336,7 @@ def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
                    else [l.name for l in model.layers if l.weights])
   loss = loss or getattr(model, "loss", None) or "sparse_categorical_crossentropy"
   if metrics is None:
-    metrics = ["accuracy"] if "crossentropy" in str(loss) else []
+    metrics = default_metrics(loss)
   if layer_targets is None and config.allocation == "global_magnitude":
     finals = allocate(model, pruned_layers, config.target_sparsity)
     layer_targets = {n: (min(config.initial_sparsity, s), s) for n, s in finals.items()}
