@@ -14,7 +14,6 @@ from components.prune_trainer import pruning
 from components.sparsity_validator import sparsity
 from components.tflite_converter import conversion
 from pipeline import config as config_lib
-from pipeline.models import digits_trainer
 
 TRAIN = 1437
 
@@ -24,11 +23,11 @@ def _ds(x, y, batch=32):
 
 
 @pytest.fixture(scope="module")
-def pruned(digits_arrays):
+def pruned(digits_arrays, small_dense_model):
+  """The shared small dense CNN (loaded afresh: pruning reuses its unpruned layers), pruned."""
   images, labels = digits_arrays
   tf.keras.utils.set_random_seed(0)
-  model = digits_trainer.build_seed_cnn(width=0.25)
-  model.fit(images[:TRAIN], labels[:TRAIN], epochs=3, batch_size=32, verbose=0)
+  model = model_io.load_keras_model(small_dense_model.uri)
   train, evaluation = _ds(images[:TRAIN], labels[:TRAIN]), _ds(images[TRAIN:], labels[TRAIN:])
   result = pruning.prune(model, train, None, TRAIN, pruning.PruningConfig(epochs=2))
   assert result.sparsity == pytest.approx(0.9, abs=0.005)
