@@ -29,6 +29,15 @@ def tflite_path(model_uri: str) -> str:
   return os.path.join(serving_dir(model_uri), TFLITE_FILE_NAME)
 
 
+def read_tflite(model_uri: str, key: str) -> bytes:
+  """The TFLite file of a Model artifact (TFLiteConverter's output); ModelError naming `key`."""
+  path = tflite_path(model_uri)
+  if not tf.io.gfile.exists(path):
+    raise ModelError(f"{key}: no TFLite model at {path}; wire a TFLiteConverter output here")
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return f.read()
+
+
 def keras():
   """The Keras 2 module (tf_keras); TFMOT works with nothing else."""
   import tf_keras  # pylint: disable=g-import-not-at-top

@@ -173,15 +173,6 @@ def read_overall_metrics(output_path: str) -> Dict[str, Dict[str, float]]:
   return metrics
 
 
-def _read_tflite(model: types.Artifact, key: str) -> bytes:
-  path = model_io.tflite_path(model.uri)
-  if not tf.io.gfile.exists(path):
-    raise model_io.ModelError(
-        f"{key}: no TFLite model at {path}; wire a TFLiteConverter output here")
-  with tf.io.gfile.GFile(path, "rb") as f:
-    return f.read()
-
-
 class Executor(base_beam_executor.BaseBeamExecutor):
   """Evaluates candidate, dense and production models with TFMA and gates the candidate."""
 
@@ -200,11 +191,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     evaluation = artifact_utils.get_single_instance(output_dict[spec.EVALUATION_KEY])
     blessing = artifact_utils.get_single_instance(output_dict[spec.BLESSING_KEY])
 
-    candidate_bytes = _read_tflite(candidate, spec.MODEL_KEY)
+    candidate_bytes = model_io.read_tflite(candidate.uri, spec.MODEL_KEY)
     schema = examples_lib.infer_schema(examples, eval_split)  # names a missing split
     examples_lib.check_label(schema, label_key)
     if production is not None:
-      _read_tflite(production, spec.BASELINE_MODEL_KEY)
+      model_io.read_tflite(production.uri, spec.BASELINE_MODEL_KEY)
     dense_tflite = conversion.convert(model_io.load_keras_model(dense.uri, compile=False),
                                       conversion.ConversionConfig(quantization="none"))
     measured: Dict[str, Any] = {

@@ -46,11 +46,8 @@ class Executor(base_executor.BaseExecutor):
     tflite_table = None
     if input_dict.get(spec.TFLITE_MODEL_KEY):
       tflite_artifact = artifact_utils.get_single_instance(input_dict[spec.TFLITE_MODEL_KEY])
-      path = model_io.tflite_path(tflite_artifact.uri)
-      if not fileio.exists(path):
-        raise model_io.ModelError(f"{spec.TFLITE_MODEL_KEY}: no TFLite model at {path} "
-                                  "(expected TFLiteConverter's output)")
-      tflite_table = sparsity.tflite_tensor_table(io_utils.read_bytes_file(path))
+      tflite_table = sparsity.tflite_tensor_table(
+          model_io.read_tflite(tflite_artifact.uri, spec.TFLITE_MODEL_KEY))
     report = sparsity.validate(model, targets, table, tflite_table)
 
     fileio.makedirs(report_artifact.uri)
