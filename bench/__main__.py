@@ -11,7 +11,7 @@ import platform
 import sys
 import time
 
-import components  # noqa: F401  (Keras 2 before TensorFlow)
+import tfx_bonsai  # noqa: F401  (Keras 2 before TensorFlow)
 
 from bench import compression
 from bench import latency

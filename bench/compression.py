@@ -16,12 +16,12 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from components.prune_trainer import collaborative as collaborative_lib
-from components.prune_trainer import pruning
-from components.prune_trainer import search as search_lib
-from components.tflite_converter import conversion
-from pipeline.models import digits
-from pipeline.models import digits_trainer
+from tfx_bonsai.components.prune_trainer import collaborative as collaborative_lib
+from tfx_bonsai.components.prune_trainer import pruning
+from tfx_bonsai.components.prune_trainer import search as search_lib
+from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.pipeline.models import digits
+from tfx_bonsai.pipeline.models import digits_trainer
 
 TRAIN = 1437
 # Every recipe trains and fine-tunes on the first TRAIN - VALIDATION train examples; the

@@ -14,10 +14,10 @@ import numpy as np
 import tensorflow as tf
 
 from bench import compression
-from components.prune_trainer import pruning
-from components.tflite_converter import conversion
-from components.tflite_converter import latency
-from pipeline.models import digits_trainer
+from tfx_bonsai.components.prune_trainer import pruning
+from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.components.tflite_converter import latency
+from tfx_bonsai.pipeline.models import digits_trainer
 
 DENSE = "dense float"
 # (config name, conversion of the pruned model); DENSE is the unpruned model's float TFLite.

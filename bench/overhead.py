@@ -27,14 +27,14 @@ from ml_metadata.metadata_store import metadata_store
 import numpy as np
 import tensorflow as tf
 
-from components.prune_trainer import pruning
-from components.sparsity_validator import sparsity
-from components.tflite_converter import conversion
-from components.tflite_converter import latency
-from pipeline import config as config_lib
-from pipeline.models import digits
-from pipeline.models import digits_trainer
-from pipeline.runners import local
+from tfx_bonsai.components.prune_trainer import pruning
+from tfx_bonsai.components.sparsity_validator import sparsity
+from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.components.tflite_converter import latency
+from tfx_bonsai.pipeline import config as config_lib
+from tfx_bonsai.pipeline.models import digits
+from tfx_bonsai.pipeline.models import digits_trainer
+from tfx_bonsai.pipeline.runners import local
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS_CONFIG = os.path.join(REPO, "configs", "digits.yaml")

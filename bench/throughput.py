@@ -32,14 +32,14 @@ from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 from tfx_bsl.tfxio import tensor_adapter
 
-from components.common import examples as examples_lib
-from components.common import model_io
-from components.evaluator import executor as evaluator_executor
-from components.evaluator import spec as evaluator_spec
-from components.tflite_converter import conversion
-from components.tflite_converter import executor as converter_executor
-from pipeline.models import digits
-from pipeline.models import digits_trainer
+from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.compression_evaluator import executor as evaluator_executor
+from tfx_bonsai.components.compression_evaluator import spec as evaluator_spec
+from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.components.tflite_converter import executor as converter_executor
+from tfx_bonsai.pipeline.models import digits
+from tfx_bonsai.pipeline.models import digits_trainer
 
 # The rate at the larger size over the smaller one's (`marginal_examples_per_s`) is the
 # rate without Beam's fixed start-up cost.

@@ -1,16 +1,9 @@
-"""tfx-bonsai components: prune, validate, convert and gate Keras models in TFX.
+"""The tfx-bonsai components (installed as `tfx_bonsai.components`)."""
+from tfx_bonsai.components.common.blessing import SparsityBlessing
+from tfx_bonsai.components.compression_evaluator.component import CompressionEvaluator
+from tfx_bonsai.components.prune_trainer.component import PruneTrainer
+from tfx_bonsai.components.sparsity_validator.component import SparsityValidator
+from tfx_bonsai.components.tflite_converter.component import TFLiteConverter
 
-TensorFlow Model Optimization supports Keras 2 only, so this package selects the
-legacy Keras (tf_keras) before TensorFlow is imported. This is the one place that
-sets it; `pipeline` imports this package first.
-"""
-import os
-
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-
-from components.evaluator.component import CompressionEvaluator  # noqa: E402
-from components.prune_trainer.component import PruneTrainer  # noqa: E402
-from components.sparsity_validator.component import SparsityValidator  # noqa: E402
-from components.tflite_converter.component import TFLiteConverter  # noqa: E402
-
-__all__ = ["CompressionEvaluator", "PruneTrainer", "SparsityValidator", "TFLiteConverter"]
+__all__ = ["CompressionEvaluator", "PruneTrainer", "SparsityBlessing", "SparsityValidator",
+           "TFLiteConverter"]

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from pipeline import config as config_lib
+from tfx_bonsai.pipeline import config as config_lib
 
 
 def _load(args):
@@ -16,8 +16,8 @@ def _load(args):
 def cmd_run(args) -> int:
   config = _load(args)
   # pylint: disable=g-import-not-at-top  (TFX loads only once the configuration is valid)
-  from pipeline import summary as summary_lib
-  from pipeline.runners import local
+  from tfx_bonsai.pipeline import summary as summary_lib
+  from tfx_bonsai.pipeline.runners import local
   start = time.time()
   try:
     summary = local.run(config)
@@ -32,7 +32,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-  from pipeline import report  # pylint: disable=g-import-not-at-top
+  from tfx_bonsai.pipeline import report  # pylint: disable=g-import-not-at-top
   config = _load(args)
   path = report.write(config, args.run, args.output)
   print(f"bonsai report: {path}")
@@ -40,7 +40,7 @@ def cmd_report(args) -> int:
 
 
 def _compiled(args, config):
-  from pipeline.runners import kubeflow  # pylint: disable=g-import-not-at-top
+  from tfx_bonsai.pipeline.runners import kubeflow  # pylint: disable=g-import-not-at-top
   output = args.output or f"{config.pipeline_name}.json"
   job = kubeflow.compile_pipeline(config, output)
   return kubeflow, job, output
@@ -58,7 +58,7 @@ def cmd_compile(args) -> int:
 def _send(args, verb: str, cron: str = "") -> int:
   """Compiles, then prints the request (--dry-run) or sends it: one run, or a schedule."""
   config = _load(args)
-  from pipeline.runners import kubeflow  # pylint: disable=g-import-not-at-top
+  from tfx_bonsai.pipeline.runners import kubeflow  # pylint: disable=g-import-not-at-top
   if cron:
     kubeflow.validate_cron(cron)  # before compiling
   kubeflow, job, output = _compiled(args, config)

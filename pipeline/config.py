@@ -28,7 +28,7 @@ class DataConfig:
 
 @dataclasses.dataclass
 class TrainerConfig:
-  run_fn: str = "pipeline.models.digits_trainer.run_fn"   # importable run_fn, or
+  run_fn: str = "tfx_bonsai.pipeline.models.digits_trainer.run_fn"   # importable run_fn, or
   module_file: str = ""                                   # a module file with run_fn
   train_steps: int = 180
   eval_steps: int = 12
@@ -236,8 +236,8 @@ def _inside(path: str, root: str) -> bool:
 def validate(config: BonsaiConfig) -> BonsaiConfig:
   """Checks values across sections with the components' own rules; raises ConfigError."""
   # pylint: disable=g-import-not-at-top  (the component modules import TensorFlow)
-  from components.prune_trainer import pruning
-  from components.tflite_converter import conversion
+  from tfx_bonsai.components.prune_trainer import pruning
+  from tfx_bonsai.components.tflite_converter import conversion
   if not config.pipeline_name:
     raise ConfigError("pipeline_name: must be a non-empty string")
   if not config.pipeline_root:
@@ -323,7 +323,7 @@ def search_budget(config: BonsaiConfig) -> float:
 
 
 def search_config(config: BonsaiConfig):
-  from components.prune_trainer import search  # pylint: disable=g-import-not-at-top
+  from tfx_bonsai.components.prune_trainer import search  # pylint: disable=g-import-not-at-top
   s = config.pruning.search
   return search.SearchConfig(levels=tuple(s.levels), max_accuracy_drop=search_budget(config),
                              max_trials=s.max_trials, time_budget_s=s.time_budget_s,
@@ -331,7 +331,7 @@ def search_config(config: BonsaiConfig):
 
 
 def collaborative_config(config: BonsaiConfig):
-  from components.prune_trainer import collaborative  # pylint: disable=g-import-not-at-top
+  from tfx_bonsai.components.prune_trainer import collaborative  # pylint: disable=g-import-not-at-top
   c = config.pruning.collaborative
   return collaborative.CollaborativeConfig(clusters=c.clusters, cluster_epochs=c.cluster_epochs,
                                            qat_epochs=c.qat_epochs, learning_rate=c.learning_rate)

@@ -6,13 +6,13 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
-from components.evaluator.component import CompressionEvaluator
-from components.prune_trainer.component import PruneTrainer
-from components.pusher.executor import AtomicPushExecutor
-from components.sparsity_validator.component import SparsityValidator
-from components.tflite_converter.component import TFLiteConverter
-from pipeline import config as config_lib
-from pipeline.config import BonsaiConfig
+from tfx_bonsai.components.compression_evaluator.component import CompressionEvaluator
+from tfx_bonsai.components.prune_trainer.component import PruneTrainer
+from tfx_bonsai.components.pusher.executor import AtomicPushExecutor
+from tfx_bonsai.components.sparsity_validator.component import SparsityValidator
+from tfx_bonsai.components.tflite_converter.component import TFLiteConverter
+from tfx_bonsai.pipeline import config as config_lib
+from tfx_bonsai.pipeline.config import BonsaiConfig
 
 PRODUCTION_RESOLVER_ID = "latest_blessed_model_resolver"
 

@@ -8,8 +8,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from pipeline import summary as summary_lib  # noqa: E402
-from pipeline.config import BonsaiConfig  # noqa: E402
+from tfx_bonsai.pipeline import summary as summary_lib  # noqa: E402
+from tfx_bonsai.pipeline.config import BonsaiConfig  # noqa: E402
 
 
 def load_summary(pipeline_root: str, run_id: str = "") -> Dict[str, Any]:

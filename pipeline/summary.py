@@ -7,8 +7,8 @@ import tensorflow as tf
 from ml_metadata import metadata_store
 from tfx.utils import io_utils
 
-from components.common import blessing as blessing_lib
-from components.common import model_io
+from tfx_bonsai.components.common import blessing as blessing_lib
+from tfx_bonsai.components.common import model_io
 
 SUMMARIES_DIR = "bonsai_runs"
 

@@ -1,7 +1,7 @@
 """Shared fixtures: the digits set as real TFX artifacts on disk, and small trained models."""
 import os
 
-import components  # noqa: F401  (Keras 2 before TensorFlow)
+import tfx_bonsai  # noqa: F401  (Keras 2 before TensorFlow)
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,10 +9,10 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
-from components.common import examples as examples_lib
-from components.common import model_io
-from pipeline.models import digits
-from pipeline.models import digits_trainer
+from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.pipeline.models import digits
+from tfx_bonsai.pipeline.models import digits_trainer
 
 TRAIN_FRACTION = 0.8
 

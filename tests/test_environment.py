@@ -52,7 +52,8 @@ def _dockerfile_instructions():
 
 def test_dockerfile_is_debian13_and_installs_from_the_lock():
   instructions = _dockerfile_instructions()
-  assert instructions[0][0] == "FROM" and "trixie" in instructions[0][1]
+  froms = [args for op, args in instructions if op == "FROM"]
+  assert froms[0].startswith("debian:trixie") and froms[0].endswith(" AS runtime")
   copies = [args for op, args in instructions if op == "COPY"]
   assert any(args.startswith("requirements.lock ") for args in copies)
   runs = " ".join(args for op, args in instructions if op == "RUN")

@@ -25,7 +25,10 @@ class SparsityBlessing(artifact.Artifact):
   production-model lookup (LatestBlessedModelStrategy; on Vertex a query for blessed
   `tfx.ModelBlessing` artifacts) finds only the gate's blessings, never this one.
   """
-  TYPE_NAME = "bonsai.SparsityBlessing"
+  # On KFP v2 / Vertex, TFX's container entrypoint imports a custom type by its schema title,
+  # which TFX's compiler requires to be `module.ClassName` (one dot): so the name is the class's
+  # import path through the package root, which re-exports it.
+  TYPE_NAME = "tfx_bonsai.SparsityBlessing"
 
 
 def write_blessing(blessing: types.Artifact, blessed: bool,

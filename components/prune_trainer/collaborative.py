@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from components.prune_trainer import pruning
+from tfx_bonsai.components.prune_trainer import pruning
 
 MAX_CLUSTERS = 256  # an 8-bit weight cannot hold more distinct values
 

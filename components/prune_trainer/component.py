@@ -6,11 +6,11 @@ from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 
-from components.prune_trainer import collaborative
-from components.prune_trainer import executor
-from components.prune_trainer import pruning
-from components.prune_trainer import search
-from components.prune_trainer import spec
+from tfx_bonsai.components.prune_trainer import collaborative
+from tfx_bonsai.components.prune_trainer import executor
+from tfx_bonsai.components.prune_trainer import pruning
+from tfx_bonsai.components.prune_trainer import search
+from tfx_bonsai.components.prune_trainer import spec
 
 
 class PruneTrainer(base_component.BaseComponent):

@@ -13,13 +13,13 @@ from tfx.types import artifact_utils
 from tfx.utils import import_utils
 from tfx.utils import io_utils
 
-from components.common import examples as examples_lib
-from components.common import model_io
-from components.common import params
-from components.prune_trainer import collaborative
-from components.prune_trainer import pruning
-from components.prune_trainer import search
-from components.prune_trainer import spec
+from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.common import params
+from tfx_bonsai.components.prune_trainer import collaborative
+from tfx_bonsai.components.prune_trainer import pruning
+from tfx_bonsai.components.prune_trainer import search
+from tfx_bonsai.components.prune_trainer import spec
 
 REPORT_FILE = "pruning.json"
 

@@ -14,7 +14,7 @@ from absl import logging as log
 import numpy as np
 import tensorflow as tf
 
-from components.prune_trainer import pruning
+from tfx_bonsai.components.prune_trainer import pruning
 
 DEFAULT_LEVELS = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995)
 

@@ -19,8 +19,8 @@ from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
-from components.common import blessing as blessing_lib
-from components.pusher import atomic
+from tfx_bonsai.components.common import blessing as blessing_lib
+from tfx_bonsai.components.pusher import atomic
 
 _Versioning = pusher_pb2.Versioning
 

@@ -5,9 +5,9 @@ from tfx import types
 from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
 
-from components.sparsity_validator import executor
-from components.sparsity_validator import sparsity
-from components.sparsity_validator import spec
+from tfx_bonsai.components.sparsity_validator import executor
+from tfx_bonsai.components.sparsity_validator import sparsity
+from tfx_bonsai.components.sparsity_validator import spec
 
 
 class SparsityValidator(base_component.BaseComponent):

@@ -10,10 +10,10 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components.common import blessing as blessing_lib
-from components.common import model_io
-from components.sparsity_validator import sparsity
-from components.sparsity_validator import spec
+from tfx_bonsai.components.common import blessing as blessing_lib
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.sparsity_validator import sparsity
+from tfx_bonsai.components.sparsity_validator import spec
 
 
 def targets_from_properties(exec_properties: Dict[str, Any]) -> sparsity.SparsityTargets:

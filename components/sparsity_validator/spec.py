@@ -4,7 +4,7 @@ from typing import Dict
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
 
-from components.common import blessing
+from tfx_bonsai.components.common import blessing
 
 # Inputs
 MODEL_KEY = "model"

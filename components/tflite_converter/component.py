@@ -6,9 +6,9 @@ from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 
-from components.tflite_converter import conversion
-from components.tflite_converter import executor
-from components.tflite_converter import spec
+from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.components.tflite_converter import executor
+from tfx_bonsai.components.tflite_converter import spec
 
 
 class TFLiteConverter(base_component.BaseComponent):

@@ -10,11 +10,11 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.common import examples as examples_lib
-from components.common import model_io
-from components.tflite_converter import conversion
-from components.tflite_converter import latency
-from components.tflite_converter import spec
+from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.components.tflite_converter import latency
+from tfx_bonsai.components.tflite_converter import spec
 
 
 def config_from_properties(exec_properties: Dict[str, Any]) -> conversion.ConversionConfig:

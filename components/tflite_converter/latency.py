@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from components.tflite_converter import conversion
+from tfx_bonsai.components.tflite_converter import conversion
 
 # TFMA itself still runs tf.lite.Interpreter; its deprecation warning is noise here.
 _DEPRECATED_INTERPRETER = r"\s*Warning: tf.lite.Interpreter is deprecated"

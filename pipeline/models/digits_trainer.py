@@ -1,6 +1,6 @@
 """TFX Trainer module for the embedded default: the seed tutorial's CNN on 28x28 digits.
 
-Use it as `Trainer(run_fn="pipeline.models.digits_trainer.run_fn", ...)`; it is
+Use it as `Trainer(run_fn="tfx_bonsai.pipeline.models.digits_trainer.run_fn", ...)`; it is
 importable from the installed package (and so from the pipeline image).
 """
 from absl import logging
@@ -10,9 +10,9 @@ from tfx.utils import io_utils
 from tfx_bsl.public.tfxio import TensorFlowDatasetOptions
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.common import examples as examples_lib
-from components.common import model_io
-from pipeline.models import digits
+from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.pipeline.models import digits
 
 
 def build_seed_cnn(width: float = 1.0):

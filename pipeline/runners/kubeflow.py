@@ -11,9 +11,9 @@ from typing import Any, Dict, List, Optional
 
 from tfx import v1 as tfx
 
-from pipeline.config import BonsaiConfig
-from pipeline.config import ConfigError
-from pipeline.pipeline import create_pipeline
+from tfx_bonsai.pipeline.config import BonsaiConfig
+from tfx_bonsai.pipeline.config import ConfigError
+from tfx_bonsai.pipeline.pipeline import create_pipeline
 
 # Fields of a 5-field cron line (Vertex AI / unix): name, low, high.
 _CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),

@@ -8,9 +8,9 @@ from typing import Any, Dict
 from absl import logging
 from tfx import v1 as tfx
 
-from pipeline import summary as summary_lib
-from pipeline.config import BonsaiConfig
-from pipeline.pipeline import create_pipeline
+from tfx_bonsai.pipeline import summary as summary_lib
+from tfx_bonsai.pipeline.config import BonsaiConfig
+from tfx_bonsai.pipeline.pipeline import create_pipeline
 
 LOCK_FILE = ".bonsai.lock"
 
@@ -52,7 +52,7 @@ def metadata_config(config: BonsaiConfig):
 
 def prepare_data(config: BonsaiConfig) -> None:
   if config.data.embedded == "digits":
-    from pipeline.models import digits  # pylint: disable=g-import-not-at-top
+    from tfx_bonsai.pipeline.models import digits  # pylint: disable=g-import-not-at-top
     path = digits.export_tfrecord(config.data.path)
     logging.info("embedded digits data at %s", path)
 

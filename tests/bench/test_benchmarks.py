@@ -9,9 +9,9 @@ from bench import compression
 from bench import latency as latency_bench
 from bench import overhead
 from bench import throughput
-from components.common import model_io
-from components.evaluator import spec as evaluator_spec
-from components.tflite_converter import conversion
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.compression_evaluator import spec as evaluator_spec
+from tfx_bonsai.components.tflite_converter import conversion
 
 keras = model_io.keras()
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from components.common import blessing as blessing_lib
-from components.common import examples as examples_lib
-from components.common import model_io
+from tfx_bonsai.components.common import blessing as blessing_lib
+from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import model_io
 from tfx.types import standard_artifacts
 
 
@@ -109,7 +109,7 @@ def test_corrupt_savedmodel_is_a_clear_error(tmp_path):
 def test_examples_that_do_not_match_the_schema_are_named(tmp_path, digits_schema):
   import tensorflow as tf
   from tfx.types import artifact_utils
-  from pipeline.models import digits
+  from tfx_bonsai.pipeline.models import digits
   examples = standard_artifacts.Examples()
   examples.uri = str(tmp_path / "short")
   examples.split_names = artifact_utils.encode_split_names(["train"])

@@ -4,7 +4,7 @@ import os
 import pytest
 import yaml
 
-from pipeline import config as config_lib
+from tfx_bonsai.pipeline import config as config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DIGITS = os.path.join(REPO, "configs", "digits.yaml")
@@ -92,7 +92,7 @@ def test_bad_override_syntax():
 
 
 def test_cli_reports_config_errors_with_exit_code_2(capsys):
-  from pipeline import cli
+  from tfx_bonsai.pipeline import cli
   assert cli.main(["run", "--config", DIGITS, "--set", "pruning.target_sparsity=1.5"]) == 2
   assert "pruning.target_sparsity must be in [0, 1)" in capsys.readouterr().err
 

@@ -1,7 +1,7 @@
 import numpy as np
 
-from pipeline.models import digits
-from pipeline.models import digits_trainer
+from tfx_bonsai.pipeline.models import digits
+from tfx_bonsai.pipeline.models import digits_trainer
 
 
 def test_digits_are_28x28_in_unit_range(digits_arrays):

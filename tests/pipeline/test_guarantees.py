@@ -30,18 +30,18 @@ from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from components.common import blessing as blessing_lib
-from components.common import examples as examples_lib
-from components.common import model_io
-from components.evaluator import executor as evaluator_executor
-from components.evaluator import spec as evaluator_spec
-from components.pusher import executor as pusher_executor
-from components.tflite_converter import conversion
-from pipeline import config as config_lib
-from pipeline import pipeline as pipeline_lib
-from pipeline import summary as summary_lib
-from pipeline.models import digits
-from pipeline.runners import local
+from tfx_bonsai.components.common import blessing as blessing_lib
+from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.compression_evaluator import executor as evaluator_executor
+from tfx_bonsai.components.compression_evaluator import spec as evaluator_spec
+from tfx_bonsai.components.pusher import executor as pusher_executor
+from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.pipeline import config as config_lib
+from tfx_bonsai.pipeline import pipeline as pipeline_lib
+from tfx_bonsai.pipeline import summary as summary_lib
+from tfx_bonsai.pipeline.models import digits
+from tfx_bonsai.pipeline.runners import local
 from tests.helpers import snapshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -102,7 +102,7 @@ def resumed(root):
   run again in-process to completion."""
   config = _config(root)
   log_path = os.path.join(root, "killed_run.log")
-  command = [sys.executable, "-m", "pipeline.cli", "run", "--config", CONFIG]
+  command = [sys.executable, "-m", "tfx_bonsai.pipeline.cli", "run", "--config", CONFIG]
   for value in _overrides(root):
     command += ["--set", value]
   with open(log_path, "wb") as log:

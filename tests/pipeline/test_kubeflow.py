@@ -7,9 +7,9 @@ import pytest
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeline import cli
-from pipeline import config as config_lib
-from pipeline.runners import kubeflow
+from tfx_bonsai.pipeline import cli
+from tfx_bonsai.pipeline import config as config_lib
+from tfx_bonsai.pipeline.runners import kubeflow
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VERTEX = os.path.join(REPO, "configs", "vertex.yaml")
@@ -74,7 +74,7 @@ def test_production_lookup_matches_only_the_gates_blessings(compiled):
     return kind.get("schemaTitle") or kind["instanceSchema"].split("\n")[0].split(": ")[1]
 
   assert title("CompressionEvaluator") == "tfx.ModelBlessing"
-  assert title("SparsityValidator") == "bonsai.SparsityBlessing"
+  assert title("SparsityValidator") == "tfx_bonsai.SparsityBlessing"
 
 
 def test_compiling_twice_gives_the_same_json(compiled, tmp_path):

@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from pipeline import config as config_lib
-from pipeline.runners import local
+from tfx_bonsai.pipeline import config as config_lib
+from tfx_bonsai.pipeline.runners import local
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.tflite_converter import conversion
-from pipeline import config as config_lib
-from pipeline.models import digits
-from pipeline.runners import local
+from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.pipeline import config as config_lib
+from tfx_bonsai.pipeline.models import digits
+from tfx_bonsai.pipeline.runners import local
 from tests.helpers import snapshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -107,7 +107,7 @@ def test_new_data_uses_the_pushed_model_as_production_baseline(happy, root):
 
 
 def test_report_renders_charts_for_a_finished_run(happy, root):
-  from pipeline import report
+  from tfx_bonsai.pipeline import report
   path = report.write(_config(root), run_id=happy["run_id"])
   page = open(path).read()
   assert "BLESSED" in page and happy["run_id"] in page
@@ -120,7 +120,7 @@ def test_report_renders_charts_for_a_finished_run(happy, root):
 
 
 def test_search_in_the_pipeline_records_and_charts_its_trials(happy, root):
-  from pipeline import report
+  from tfx_bonsai.pipeline import report
   summary = local.run(_config(root, "pruning.search.enabled=true", "pruning.search.levels=[0.5, 0.8]",
                               "pruning.search.max_trials=2", "pruning.search.epochs_per_trial=1",
                               "pruning.search.max_accuracy_drop=0.05", "sparsity.min_sparsity=0.45"))
@@ -144,5 +144,5 @@ def test_collaborative_optimisation_in_the_pipeline_keeps_the_zeros(happy, root)
   assert summary["global_sparsity"] >= 0.89
   assert summary["candidate_quantization"] == "int8"
   assert summary["candidate_agreement"] >= 0.98
-  from pipeline import summary as summary_lib
+  from tfx_bonsai.pipeline import summary as summary_lib
   assert "cluster 0.9" in summary_lib.format_table(summary)

@@ -8,12 +8,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from components.common import model_io
-from components.prune_trainer import collaborative
-from components.prune_trainer import pruning
-from components.sparsity_validator import sparsity
-from components.tflite_converter import conversion
-from pipeline import config as config_lib
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.prune_trainer import collaborative
+from tfx_bonsai.components.prune_trainer import pruning
+from tfx_bonsai.components.sparsity_validator import sparsity
+from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.pipeline import config as config_lib
 
 TRAIN = 1437
 

@@ -5,11 +5,11 @@ import pytest
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
-from components.common import model_io
-from components.prune_trainer import component as component_lib
-from components.prune_trainer import executor as executor_lib
-from components.prune_trainer import pruning
-from components.prune_trainer import spec
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.prune_trainer import component as component_lib
+from tfx_bonsai.components.prune_trainer import executor as executor_lib
+from tfx_bonsai.components.prune_trainer import pruning
+from tfx_bonsai.components.prune_trainer import spec
 
 PROPERTIES = {
     spec.LABEL_KEY: "label", spec.TRAIN_SPLIT_KEY: "train", spec.EVAL_SPLIT_KEY: "eval",
@@ -76,7 +76,7 @@ def test_do_with_user_input_fn(tmp_path, small_dense_model, digits_examples, dig
 
 def test_wrong_label_key_fails_before_training(tmp_path, small_dense_model, digits_examples,
                                               digits_schema):
-  from components.common import examples as examples_lib
+  from tfx_bonsai.components.common import examples as examples_lib
   with pytest.raises(examples_lib.DataError, match=r"label_key 'digit'.*\['image', 'label'\]"):
     executor_lib.Executor().Do(
         {spec.EXAMPLES_KEY: [digits_examples], spec.MODEL_KEY: [small_dense_model],

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.prune_trainer import pruning
-from pipeline.models import digits_trainer
+from tfx_bonsai.components.prune_trainer import pruning
+from tfx_bonsai.pipeline.models import digits_trainer
 
 
 def _dataset(images, labels, batch_size=32):

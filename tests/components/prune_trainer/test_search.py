@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.prune_trainer import pruning
-from components.prune_trainer import search
-from pipeline.models import digits_trainer
+from tfx_bonsai.components.prune_trainer import pruning
+from tfx_bonsai.components.prune_trainer import search
+from tfx_bonsai.pipeline.models import digits_trainer
 
 
 def _ds(x, y, batch=32):

@@ -4,7 +4,7 @@ import os
 import pytest
 from tfx.utils import io_utils
 
-from components.pusher import atomic
+from tfx_bonsai.components.pusher import atomic
 
 NOW = 1_700_000_000
 

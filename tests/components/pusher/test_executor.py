@@ -15,10 +15,10 @@ from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
-from components.common import blessing as blessing_lib
-from components.common import model_io
-from components.pusher import atomic
-from components.pusher import executor
+from tfx_bonsai.components.common import blessing as blessing_lib
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.pusher import atomic
+from tfx_bonsai.components.pusher import executor
 from tests.helpers import snapshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -138,12 +138,12 @@ def test_failed_copy_keeps_production_and_publishes_nothing(model, blessed, base
 
 _KILLED_PUSH = """
 import sys, time
-import components  # Keras 2 before TensorFlow, as the pipeline imports it
+import tfx_bonsai  # Keras 2 before TensorFlow, as the pipeline imports it
 from tfx.types import standard_artifacts, standard_component_specs as keys
 from tfx.utils import io_utils, proto_utils
 from tfx.proto import pusher_pb2
 from tfx.dsl.io import fileio
-from components.pusher import executor
+from tfx_bonsai.components.pusher import executor
 
 model_uri, blessing_uri, base, pushed_uri, signal_file = sys.argv[1:]
 real_copy, calls = io_utils.copy_file, []

@@ -9,11 +9,11 @@ import tensorflow_model_optimization as tfmot
 from tfx import types
 from tfx.types import standard_artifacts
 
-from components.common import blessing as blessing_lib
-from components.common import model_io
-from components.sparsity_validator import component
-from components.sparsity_validator import executor
-from components.sparsity_validator import spec
+from tfx_bonsai.components.common import blessing as blessing_lib
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.sparsity_validator import component
+from tfx_bonsai.components.sparsity_validator import executor
+from tfx_bonsai.components.sparsity_validator import spec
 
 DEFAULTS = {spec.MIN_SPARSITY_KEY: 0.85, spec.TOLERANCE_KEY: 0.01,
             spec.INCLUDE_ALL_TENSORS_KEY: 0, spec.SPARSITY_M_BY_N_KEY: "",
@@ -99,7 +99,7 @@ def test_failed_m_by_n_check_is_not_blessed(pruned_model, tmp_path):
 
 
 def _tflite_artifact(keras_model, directory, quantization):
-  from components.tflite_converter import conversion  # pylint: disable=g-import-not-at-top
+  from tfx_bonsai.components.tflite_converter import conversion  # pylint: disable=g-import-not-at-top
   artifact = standard_artifacts.Model()
   artifact.uri = str(directory)
   model_bytes = conversion.convert(keras_model, conversion.ConversionConfig(

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow_model_optimization as tfmot
 
-from components.common import model_io
-from components.sparsity_validator import sparsity
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.sparsity_validator import sparsity
 
 
 def _zeros_first(shape, zeros):

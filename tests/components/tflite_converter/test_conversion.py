@@ -7,8 +7,8 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 from tensorflow_model_analysis.extractors import tflite_predict_extractor
 
-from components.common import model_io
-from components.tflite_converter import conversion
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.tflite_converter import conversion
 
 keras = model_io.keras()
 TRAIN = 1437

@@ -9,12 +9,12 @@ import tensorflow_model_optimization as tfmot
 from tfx import types
 from tfx.types import standard_artifacts
 
-from components.common import examples as examples_lib
-from components.common import model_io
-from components.tflite_converter import component
-from components.tflite_converter import conversion
-from components.tflite_converter import executor
-from components.tflite_converter import spec
+from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.tflite_converter import component
+from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.components.tflite_converter import executor
+from tfx_bonsai.components.tflite_converter import spec
 
 TRAIN = 1437
 

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from components.common import model_io
-from components.tflite_converter import conversion
-from components.tflite_converter import latency
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.components.tflite_converter import latency
 
 keras = model_io.keras()
 

@@ -5,9 +5,9 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_component
 from tfx.dsl.components.base import executor_spec
 
-from components.evaluator import executor
-from components.evaluator import gate
-from components.evaluator import spec
+from tfx_bonsai.components.compression_evaluator import executor
+from tfx_bonsai.components.compression_evaluator import gate
+from tfx_bonsai.components.compression_evaluator import spec
 
 
 class CompressionEvaluator(base_beam_component.BaseBeamComponent):

@@ -15,16 +15,16 @@ from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from components.common import blessing as blessing_lib
-from components.common import examples as examples_lib
-from components.common import model_io
-from components.evaluator import component
-from components.evaluator import executor
-from components.evaluator import gate
-from components.evaluator import spec
-from components.tflite_converter import conversion
-from components.tflite_converter import spec as converter_spec
-from pipeline.models import digits_trainer
+from tfx_bonsai.components.common import blessing as blessing_lib
+from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.compression_evaluator import component
+from tfx_bonsai.components.compression_evaluator import executor
+from tfx_bonsai.components.compression_evaluator import gate
+from tfx_bonsai.components.compression_evaluator import spec
+from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.components.tflite_converter import spec as converter_spec
+from tfx_bonsai.pipeline.models import digits_trainer
 
 DEFAULTS = {spec.LABEL_KEY: "label", spec.EVAL_SPLIT_KEY: "eval",
             spec.MAX_ACCURACY_DROP_KEY: 0.01, spec.MAX_RELATIVE_ACCURACY_DROP_KEY: 0.0,

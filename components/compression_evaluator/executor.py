@@ -38,13 +38,13 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 from tfx_bsl.tfxio import tensor_adapter
 
-from components.common import blessing as blessing_lib
-from components.common import examples as examples_lib
-from components.common import model_io
-from components.evaluator import gate
-from components.evaluator import spec
-from components.tflite_converter import conversion
-from components.tflite_converter import spec as converter_spec
+from tfx_bonsai.components.common import blessing as blessing_lib
+from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.compression_evaluator import gate
+from tfx_bonsai.components.compression_evaluator import spec
+from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.components.tflite_converter import spec as converter_spec
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 EXAMPLE_COUNT_METRIC = "example_count"

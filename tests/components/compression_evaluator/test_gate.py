@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from components.evaluator import gate
-from pipeline import config as config_lib
+from tfx_bonsai.components.compression_evaluator import gate
+from tfx_bonsai.pipeline import config as config_lib
 
 CONFIG = gate.GateConfig(max_accuracy_drop=0.01, min_compression_ratio=10.0)
 
