@@ -26,12 +26,15 @@ RUN python3 -m venv /opt/bonsai/venv \
  && python -m pip install --no-cache-dir --upgrade pip \
  && python -m pip install --no-cache-dir --no-deps -r /opt/bonsai/requirements.lock
 
-WORKDIR /opt/bonsai/src
-COPY pyproject.toml README.md LICENSE ./
-COPY tfx_bonsai ./tfx_bonsai
-COPY components ./components
-COPY pipeline ./pipeline
-RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation . \
+# The project is installed as a wheel (only `tfx_bonsai` lands in site-packages); the source
+# is removed afterwards, so nothing on the task's working directory can shadow it.
+COPY pyproject.toml README.md LICENSE /tmp/bonsai-src/
+COPY tfx_bonsai /tmp/bonsai-src/tfx_bonsai
+COPY components /tmp/bonsai-src/components
+COPY pipeline /tmp/bonsai-src/pipeline
+WORKDIR /opt/bonsai
+RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation /tmp/bonsai-src \
+ && rm -rf /tmp/bonsai-src \
  && python -m pip check \
  && python -c "import tfx_bonsai, tfx; print('tfx-bonsai', tfx_bonsai.__version__, 'tfx', tfx.__version__)"
 
@@ -39,7 +42,6 @@ RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation . \
 #   python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor ARGS
 # (the compiled spec sets the command); the executors are imported from the installed
 # package (tfx_bonsai.components...), so nothing outside the image is needed.
-WORKDIR /opt/bonsai
 
 # Beam's SDK harness, for Dataflow workers: the boot binary of the same Beam version as the
 # lock, copied from Beam's own SDK image, as Beam's custom-container guide does.

@@ -32,8 +32,8 @@ from tensorflow_model_analysis.proto import config_pb2
 from tensorflow_model_analysis.utils import model_util
 from tfx import types
 from tfx.components.evaluator import constants as evaluator_constants
+from tfx.components.evaluator import executor as tfx_evaluator_executor
 from tfx.components.util import tfxio_utils
-from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 from tfx_bsl.tfxio import tensor_adapter
@@ -173,8 +173,15 @@ def read_overall_metrics(output_path: str) -> Dict[str, Dict[str, float]]:
   return metrics
 
 
-class Executor(base_beam_executor.BaseBeamExecutor):
-  """Evaluates candidate, dense and production models with TFMA and gates the candidate."""
+class Executor(tfx_evaluator_executor.Executor):
+  """Evaluates candidate, dense and production models with TFMA and gates the candidate.
+
+  It derives from TFX's Evaluator executor (a BaseBeamExecutor) for one reason: on KFP v2 /
+  Vertex, TFX's container entrypoint rewrites the blessing's integer `current_model_id` into
+  the model's artifact name only for Evaluator executors, and the compiled
+  LatestBlessedModelStrategy resolver finds the production model by that name. Without it the
+  gate never sees the production model on Vertex. `Do` is entirely its own.
+  """
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],

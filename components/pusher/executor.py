@@ -68,8 +68,10 @@ class AtomicPushExecutor(pusher_executor.Executor):
 def _check_blessing_is_for_model(input_dict: Dict[str, List[types.Artifact]]) -> None:
   """Raises ValueError when the model blessing names another model than the one to push.
 
-  Evaluators record the model they blessed (`current_model_id`); a mismatch is a wiring
-  error, and pushing would publish a model nobody evaluated.
+  Evaluators record the model they blessed; a mismatch is a wiring error, and pushing would
+  publish a model nobody evaluated. The model's URI is compared, not `current_model_id`: on
+  Kubeflow v2 / Vertex that id is a hash of the artifact name that loses its low digits in the
+  metadata's doubles, or is rewritten into the artifact name, so it never equals `model.id`.
   """
   blessings = input_dict.get(standard_component_specs.MODEL_BLESSING_KEY)
   models = input_dict.get(standard_component_specs.MODEL_KEY)
@@ -77,10 +79,10 @@ def _check_blessing_is_for_model(input_dict: Dict[str, List[types.Artifact]]) ->
     return
   blessing = artifact_utils.get_single_instance(blessings)
   model = artifact_utils.get_single_instance(models)
-  if not blessing.has_custom_property(blessing_lib.CURRENT_MODEL_ID_KEY):
+  if not blessing.has_custom_property(blessing_lib.CURRENT_MODEL_KEY):
     return
-  blessed_id = blessing.get_int_custom_property(blessing_lib.CURRENT_MODEL_ID_KEY)
-  if blessed_id and model.id and blessed_id != model.id:
-    raise ValueError(f"model_blessing at {blessing.uri} blesses model id {blessed_id}, not the "
-                     f"model to push (id {model.id}, {model.uri}); wire the Pusher's model and "
+  blessed_uri = blessing.get_string_custom_property(blessing_lib.CURRENT_MODEL_KEY)
+  if blessed_uri and blessed_uri.rstrip("/") != model.uri.rstrip("/"):
+    raise ValueError(f"model_blessing at {blessing.uri} blesses the model at {blessed_uri}, not "
+                     f"the model to push ({model.uri}); wire the Pusher's model and "
                      "model_blessing from the same evaluated model")

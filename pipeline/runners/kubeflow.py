@@ -24,8 +24,12 @@ class SubmitError(RuntimeError):
   """A submission that could not be made, with the reason (never a credential)."""
 
 
-def check_remote(config: BonsaiConfig) -> None:
-  """Raises ConfigError naming what a Kubeflow / Vertex run is missing."""
+def check_remote(config: BonsaiConfig, allow_local: bool = False) -> None:
+  """Raises ConfigError naming what a Kubeflow / Vertex run is missing.
+
+  `allow_local` accepts local directories as locations, for launching the compiled job on this
+  machine (`vertex_local`, which bind-mounts them into the containers at the same paths).
+  """
   kind = config.runner.type
   if kind not in ("kubeflow", "vertex"):
     raise ConfigError(f"runner.type: must be 'kubeflow' or 'vertex' to compile, got '{kind}'")
@@ -36,6 +40,8 @@ def check_remote(config: BonsaiConfig) -> None:
     for key in ("project", "region"):
       if not getattr(config.runner, key):
         raise ConfigError(f"runner.{key}: must be set for runner.type 'vertex'")
+  if allow_local:
+    return
   for key, value in (("pipeline_root", config.pipeline_root),
                      ("push.destination", config.push.destination),
                      ("data.path", config.data.path)):
@@ -47,9 +53,10 @@ def check_remote(config: BonsaiConfig) -> None:
                       "first (e.g. with a local `bonsai run` pointed at it)")
 
 
-def compile_pipeline(config: BonsaiConfig, output_path: str) -> Dict[str, Any]:
+def compile_pipeline(config: BonsaiConfig, output_path: str,
+                     allow_local: bool = False) -> Dict[str, Any]:
   """Writes the KFP v2 pipeline job JSON to `output_path` and returns it as a dict."""
-  check_remote(config)
+  check_remote(config, allow_local)
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
           default_image=config.runner.image),

@@ -232,7 +232,22 @@ def test_an_existing_version_is_never_overwritten(model, blessed, base, tmp_path
 def test_blessing_of_another_model_is_refused(model, base, tmp_path):
   other = make_model(str(tmp_path / "other"), artifact_id=MODEL_ID + 1)
   blessing = make_blessing(str(tmp_path / "blessing_other"), True, other)
-  with pytest.raises(ValueError, match=f"blesses model id {MODEL_ID + 1}, not the model to "
-                                       f"push \\(id {MODEL_ID}"):
+  with pytest.raises(ValueError, match=f"blesses the model at {other.uri}, not the model to "
+                                       f"push \\({model.uri}\\)"):
     push(model, blessing, base, str(tmp_path / "pushed"))
   assert not os.path.exists(base)
+
+
+@pytest.mark.parametrize("recorded_id", [MODEL_ID + 100, "projects/p/artifacts/abc"])
+def test_blessing_ids_as_vertex_records_them_still_push(model, base, tmp_path, recorded_id):
+  # On Kubeflow v2 / Vertex the blessing's current_model_id comes back rounded through the
+  # metadata's doubles, or rewritten into the artifact's name: the model URI decides.
+  blessing = make_blessing(str(tmp_path / "blessing_vertex"), True, model)
+  if isinstance(recorded_id, str):
+    blessing.set_string_custom_property(blessing_lib.CURRENT_MODEL_ID_KEY, recorded_id)
+  else:
+    blessing.set_int_custom_property(blessing_lib.CURRENT_MODEL_ID_KEY, recorded_id)
+  pushed = push(model, blessing, base, str(tmp_path / "pushed"))
+  assert pushed.get_int_custom_property("pushed") == 1
+  assert snapshot(os.path.join(base, pushed.get_string_custom_property("pushed_version"))) == \
+      _expected_files()
