@@ -62,19 +62,23 @@ def _send(args, verb: str, cron: str = "") -> int:
   if cron:
     kubeflow.validate_cron(cron)  # before compiling
   kubeflow, job, output = _compiled(args, config)
+  parameters = kubeflow.parse_parameters(job, args.param)
   if args.dry_run:
     if config.runner.type == "vertex":
-      request = (kubeflow.vertex_schedule_request(config, job, cron) if cron
-                 else kubeflow.vertex_submit_request(config, job))
-      print(json.dumps(kubeflow.describe(request), indent=2))
+      from google.auth import credentials as auth_credentials  # pylint: disable=g-import-not-at-top
+      pipeline_job = kubeflow.vertex_pipeline_job(
+          config, output, parameters, credentials=auth_credentials.AnonymousCredentials())
+      print(json.dumps(kubeflow.describe(kubeflow.vertex_request(config, pipeline_job, cron)),
+                       indent=2))
     else:
       arguments = (kubeflow.kfp_schedule_arguments(config, output, cron, "EXPERIMENT_ID") if cron
                    else kubeflow.kfp_submit_arguments(config, output))
+      arguments["params" if cron else "arguments"] = parameters
       print(json.dumps(arguments, indent=2))
     return 0
   try:
-    name = (kubeflow.schedule(config, job, output, cron) if cron
-            else kubeflow.submit(config, job, output))
+    name = (kubeflow.schedule(config, job, output, cron, parameters) if cron
+            else kubeflow.submit(config, job, output, parameters))
   except kubeflow.SubmitError as e:
     print(f"bonsai {verb}: {e}", file=sys.stderr)
     return 1
@@ -116,12 +120,16 @@ def parser() -> argparse.ArgumentParser:
   common(sub_)
   sub_.add_argument("--output", default="", help="pipeline job JSON (default: PIPELINE_NAME.json)")
   sub_.add_argument("--dry-run", action="store_true", help="print the request instead of sending it")
+  sub_.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a runtime parameter's value for this run (repeatable)")
   sub_.set_defaults(func=cmd_submit)
   sch = sub.add_parser("schedule", help="compile and create a recurring run")
   common(sch)
   sch.add_argument("--cron", required=True, help='e.g. "0 3 * * 1" (Vertex also takes "TZ=Europe/Paris 0 3 * * 1")')
   sch.add_argument("--output", default="", help="pipeline job JSON (default: PIPELINE_NAME.json)")
   sch.add_argument("--dry-run", action="store_true", help="print the request instead of sending it")
+  sch.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a runtime parameter's value for every scheduled run (repeatable)")
   sch.set_defaults(func=cmd_schedule)
   return p
 

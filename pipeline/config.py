@@ -6,6 +6,7 @@ allowed values, raised before any pipeline work starts.
 import dataclasses
 import difflib
 import os
+import re
 import typing
 from typing import Any, Dict, List, Optional
 
@@ -107,6 +108,15 @@ class PushSection:
 
 
 @dataclasses.dataclass
+class ResourceSection:
+  """Machine resources of one component's task on Vertex AI / Kubeflow (0 / "": the default)."""
+  cpu: float = 0.0                    # vCPUs, e.g. 8
+  memory_gb: float = 0.0              # GB, e.g. 32
+  accelerator: str = ""               # e.g. NVIDIA_TESLA_T4, NVIDIA_L4
+  accelerator_count: int = 0
+
+
+@dataclasses.dataclass
 class RunnerSection:
   type: str = "local"                 # local | kubeflow | vertex
   beam_args: List[str] = dataclasses.field(default_factory=lambda: [
@@ -117,6 +127,14 @@ class RunnerSection:
   region: str = ""
   service_account: str = ""
   kfp_host: str = ""
+  # Vertex AI: the run's VPC network (projects/NUMBER/global/networks/NAME), CMEK key
+  # (projects/P/locations/L/keyRings/R/cryptoKeys/K), experiment, and labels.
+  network: str = ""
+  encryption_key: str = ""
+  experiment: str = ""
+  labels: Dict[str, str] = dataclasses.field(default_factory=dict)
+  # Per-component resources, by component id: {PruneTrainer: {cpu: 8, memory_gb: 32}}.
+  resources: Dict[str, ResourceSection] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -313,7 +331,52 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
   runners = ("local", "kubeflow", "vertex")
   if config.runner.type not in runners:
     raise ConfigError(f"runner.type: must be one of {list(runners)}, got '{config.runner.type}'")
+  _validate_vertex_options(config.runner)
   return config
+
+
+# The pipeline's component ids (create_pipeline), for runner.resources.
+COMPONENT_IDS = ("ImportExampleGen", "CsvExampleGen", "StatisticsGen", "SchemaGen", "Trainer",
+                 "PruneTrainer", "TFLiteConverter", "SparsityValidator", "CompressionEvaluator",
+                 "Pusher")
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+_KMS_KEY = re.compile(r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+")
+_NETWORK = re.compile(r"projects/[0-9]+/global/networks/[^/]+")
+
+
+def _validate_vertex_options(runner: RunnerSection) -> None:
+  for key, value in runner.labels.items():
+    if not _LABEL_KEY.fullmatch(key):
+      raise ConfigError(f"runner.labels.{key}: a label key must start with a lowercase letter and "
+                        "have at most 63 lowercase letters, digits, '_' or '-'")
+    if not _LABEL_VALUE.fullmatch(value):
+      raise ConfigError(f"runner.labels.{key}: the value '{value}' must have at most 63 lowercase "
+                        "letters, digits, '_' or '-'")
+  if runner.encryption_key and not _KMS_KEY.fullmatch(runner.encryption_key):
+    raise ConfigError("runner.encryption_key: must be a Cloud KMS key name "
+                      "projects/P/locations/L/keyRings/R/cryptoKeys/K, "
+                      f"got '{runner.encryption_key}'")
+  if runner.network and not _NETWORK.fullmatch(runner.network):
+    raise ConfigError("runner.network: must be projects/PROJECT_NUMBER/global/networks/NAME, "
+                      f"got '{runner.network}'")
+  for component, r in runner.resources.items():
+    where = f"runner.resources.{component}"
+    if component not in COMPONENT_IDS:
+      close = difflib.get_close_matches(component, COMPONENT_IDS, n=1)
+      hint = f"; did you mean '{close[0]}'?" if close else ""
+      raise ConfigError(f"{where}: not a component of the pipeline{hint} "
+                        f"(allowed: {', '.join(COMPONENT_IDS)})")
+    if r.cpu < 0 or r.memory_gb < 0:
+      raise ConfigError(f"{where}: cpu and memory_gb must be >= 0 (0: the default), "
+                        f"got cpu={r.cpu}, memory_gb={r.memory_gb}")
+    if bool(r.accelerator) != (r.accelerator_count > 0):
+      raise ConfigError(f"{where}: accelerator and accelerator_count go together "
+                        f"(e.g. NVIDIA_TESLA_T4 and 1), got '{r.accelerator}' and "
+                        f"{r.accelerator_count}")
+    if r.accelerator and not re.fullmatch(r"[A-Z][A-Z0-9_]+", r.accelerator):
+      raise ConfigError(f"{where}.accelerator: must be a Vertex accelerator type such as "
+                        f"NVIDIA_TESLA_T4 or NVIDIA_L4, got '{r.accelerator}'")
 
 
 def search_budget(config: BonsaiConfig) -> float:

@@ -4,6 +4,7 @@ from typing import List, Optional
 
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
+from kfp.pipeline_spec import pipeline_spec_pb2 as pipeline_pb2
 from tfx.proto import example_gen_pb2
 
 from tfx_bonsai.components.compression_evaluator.component import CompressionEvaluator
@@ -22,6 +23,23 @@ def _search_arguments(config: BonsaiConfig) -> dict:
   return dict(search_levels=list(s.levels), search_max_accuracy_drop=s.max_accuracy_drop,
               search_max_trials=s.max_trials, search_time_budget_s=s.time_budget_s,
               search_epochs_per_trial=s.epochs_per_trial)
+
+
+def resource_spec(resources: config_lib.ResourceSection):
+  """The KFP v2 ResourceSpec of one task (TFX's platform config), legacy and current fields."""
+  spec = pipeline_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec()
+  if resources.cpu:
+    spec.cpu_limit = resources.cpu
+    spec.resource_cpu_limit = f"{resources.cpu:g}"
+  if resources.memory_gb:
+    spec.memory_limit = resources.memory_gb
+    spec.resource_memory_limit = f"{resources.memory_gb:g}G"
+  if resources.accelerator:
+    spec.accelerator.type = resources.accelerator
+    spec.accelerator.count = resources.accelerator_count
+    spec.accelerator.resource_type = resources.accelerator
+    spec.accelerator.resource_count = str(resources.accelerator_count)
+  return spec
 
 
 def create_pipeline(config: BonsaiConfig,
@@ -111,11 +129,17 @@ def create_pipeline(config: BonsaiConfig,
               base_directory=config.push.destination)),
       custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPushExecutor))
 
+  components = [example_gen, statistics_gen, schema_gen, trainer, prune_trainer,
+                converter, sparsity_validator, production, evaluator, pusher]
+  if config.runner.type in ("vertex", "kubeflow"):
+    for component in components:
+      resources = config.runner.resources.get(component.id)
+      if resources is not None:
+        component.with_platform_config(resource_spec(resources))
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, trainer, prune_trainer,
-                  converter, sparsity_validator, production, evaluator, pusher],
+      components=components,
       enable_cache=config.runner.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(config.runner.beam_args if beam_pipeline_args is None

@@ -4,6 +4,7 @@
 and scheduling build their requests first (tested here, without a cloud), then make one
 thin client call.
 """
+import contextlib
 import json
 import os
 import re
@@ -92,42 +93,82 @@ def _parent(config: BonsaiConfig) -> str:
   return f"projects/{config.runner.project}/locations/{config.runner.region}"
 
 
-def vertex_pipeline_job(config: BonsaiConfig, job: Dict[str, Any],
-                        enable_caching: Optional[bool] = None):
-  """The Vertex AI `PipelineJob` proto for a compiled pipeline job dict."""
-  from google.cloud import aiplatform_v1  # pylint: disable=g-import-not-at-top
+def runtime_parameters(job: Dict[str, Any]) -> Dict[str, str]:
+  """The compiled job's runtime parameters: name -> KFP type (INT, DOUBLE, STRING)."""
+  definitions = job["pipelineSpec"]["root"].get("inputDefinitions", {}).get("parameters", {})
+  return {name: d.get("type") or d.get("parameterType", "STRING") for name, d in definitions.items()}
+
+
+def parse_parameters(job: Dict[str, Any], assignments: List[str]) -> Dict[str, Any]:
+  """`--param NAME=VALUE` values, typed by the job's runtime parameters; else ConfigError."""
+  kinds = runtime_parameters(job)
+  values = {}
+  for assignment in assignments:
+    name, sep, text = assignment.partition("=")
+    if not sep:
+      raise ConfigError(f"--param {assignment}: expected NAME=VALUE")
+    if name not in kinds:
+      allowed = ", ".join(sorted(kinds)) or "none: set runner.runtime_parameters"
+      raise ConfigError(f"--param {name}: not a runtime parameter of this pipeline "
+                        f"(allowed: {allowed})")
+    kind = kinds[name]
+    try:
+      values[name] = (int(text) if kind in ("INT", "NUMBER_INTEGER") else
+                      float(text) if kind in ("DOUBLE", "NUMBER_DOUBLE") else text)
+    except ValueError:
+      raise ConfigError(f"--param {name}: must be a number ({kind}), got '{text}'") from None
+  return values
+
+
+def vertex_pipeline_job(config: BonsaiConfig, job_path: str,
+                        parameter_values: Optional[Dict[str, Any]] = None,
+                        enable_caching: Optional[bool] = None, credentials=None):
+  """The `google.cloud.aiplatform.PipelineJob` of a compiled job file (no call is made)."""
+  from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
+  with _vertex_credentials():
+    return aiplatform.PipelineJob(
+        display_name=config.pipeline_name, template_path=job_path,
+        pipeline_root=config.pipeline_root, parameter_values=parameter_values or None,
+        enable_caching=enable_caching, labels=dict(config.runner.labels) or None,
+        encryption_spec_key_name=config.runner.encryption_key or None,
+        project=config.runner.project, location=config.runner.region, credentials=credentials)
+
+
+@contextlib.contextmanager
+def _vertex_credentials():
+  """Turns google-auth's missing-credentials error into a SubmitError that says what to do."""
+  import google.auth.exceptions  # pylint: disable=g-import-not-at-top
+  try:
+    yield
+  except google.auth.exceptions.DefaultCredentialsError as e:
+    raise _credentials_error(e) from e
+
+
+def vertex_run_options(config: BonsaiConfig) -> Dict[str, Any]:
+  """Keyword arguments of PipelineJob.submit / create_schedule beyond the job itself."""
+  return {"service_account": config.runner.service_account or None,
+          "network": config.runner.network or None}
+
+
+def vertex_request(config: BonsaiConfig, pipeline_job, cron: str = "") -> Dict[str, Any]:
+  """What submit (or schedule, with `cron`) sends to Vertex AI, as a dict."""
   from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
-  body = dict(job)
-  if enable_caching is not None:
-    _set_caching(body["pipelineSpec"], enable_caching)
-  pipeline_job = aiplatform_v1.PipelineJob()
-  json_format.ParseDict(body, aiplatform_v1.PipelineJob.pb(pipeline_job), ignore_unknown_fields=True)
-  if config.runner.service_account:
-    pipeline_job.service_account = config.runner.service_account
-  return pipeline_job
-
-
-def _set_caching(spec: Dict[str, Any], enable: bool) -> None:
-  for task in spec["root"]["dag"]["tasks"].values():
-    task.setdefault("cachingOptions", {})["enableCache"] = enable
-
-
-def vertex_submit_request(config: BonsaiConfig, job: Dict[str, Any], job_id: str = ""):
-  from google.cloud import aiplatform_v1  # pylint: disable=g-import-not-at-top
-  return aiplatform_v1.CreatePipelineJobRequest(
-      parent=_parent(config), pipeline_job=vertex_pipeline_job(config, job),
-      pipeline_job_id=job_id)
-
-
-def vertex_schedule_request(config: BonsaiConfig, job: Dict[str, Any], cron: str,
-                            display_name: str = ""):
-  from google.cloud import aiplatform_v1  # pylint: disable=g-import-not-at-top
-  schedule = aiplatform_v1.Schedule(
-      display_name=display_name or f"{config.pipeline_name}-schedule",
-      cron=validate_cron(cron), max_concurrent_run_count=1,
-      create_pipeline_job_request=aiplatform_v1.CreatePipelineJobRequest(
-          parent=_parent(config), pipeline_job=vertex_pipeline_job(config, job)))
-  return aiplatform_v1.CreateScheduleRequest(parent=_parent(config), schedule=schedule)
+  resource = pipeline_job._gca_resource  # pylint: disable=protected-access
+  body = json_format.MessageToDict(type(resource).pb(resource))
+  options = vertex_run_options(config)
+  if options["service_account"]:
+    body["serviceAccount"] = options["service_account"]
+  if options["network"]:
+    body["network"] = options["network"]
+  if cron:
+    return {"parent": _parent(config), "schedule": {
+        "displayName": f"{config.pipeline_name}-schedule", "cron": validate_cron(cron),
+        "maxConcurrentRunCount": 1,
+        "createPipelineJobRequest": {"parent": _parent(config), "pipelineJob": body}}}
+  request = {"parent": _parent(config), "pipelineJob": body}
+  if config.runner.experiment:
+    request["experiment"] = config.runner.experiment
+  return request
 
 
 def kfp_submit_arguments(config: BonsaiConfig, spec_path: str) -> Dict[str, Any]:
@@ -158,35 +199,21 @@ def kfp_pipeline_spec_file(job: Dict[str, Any], job_path: str) -> str:
   return path
 
 
-def describe(request) -> Dict[str, Any]:
-  """A request as a dict for printing, each (large) pipeline spec replaced by its task names."""
-  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
-  data = json_format.MessageToDict(type(request).pb(request))
-
+def describe(request: Dict[str, Any]) -> Dict[str, Any]:
+  """A request for printing, each (large) pipeline spec replaced by its task names."""
   def shrink(node):
     if isinstance(node, dict):
       return {k: ({"tasks": sorted(v.get("root", {}).get("dag", {}).get("tasks", {}))}
                   if k == "pipelineSpec" else shrink(v)) for k, v in node.items()}
     return [shrink(v) for v in node] if isinstance(node, list) else node
 
-  return shrink(data)
+  return shrink(request)
 
 
 def _credentials_error(e: Exception) -> SubmitError:
   return SubmitError("no Google Cloud credentials found: run `gcloud auth application-default "
                      "login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file "
                      f"({type(e).__name__})")
-
-
-def _vertex_client(config: BonsaiConfig, service: str):
-  """A Vertex AI client of `aiplatform_v1.<service>` for the region; SubmitError without credentials."""
-  import google.auth.exceptions  # pylint: disable=g-import-not-at-top
-  from google.cloud import aiplatform_v1  # pylint: disable=g-import-not-at-top
-  try:
-    return getattr(aiplatform_v1, service)(
-        client_options={"api_endpoint": f"{config.runner.region}-aiplatform.googleapis.com"})
-  except google.auth.exceptions.DefaultCredentialsError as e:
-    raise _credentials_error(e) from e
 
 
 def _kfp_client(config: BonsaiConfig):
@@ -196,24 +223,35 @@ def _kfp_client(config: BonsaiConfig):
   return kfp.Client(host=config.runner.kfp_host)
 
 
-def submit(config: BonsaiConfig, job: Dict[str, Any], job_path: str) -> str:
-  """Starts one run; returns the run's name (Vertex) or id (KFP)."""
+def submit(config: BonsaiConfig, job: Dict[str, Any], job_path: str,
+           parameter_values: Optional[Dict[str, Any]] = None) -> str:
+  """Starts one run; returns the run's resource name (Vertex) or id (KFP)."""
   if config.runner.type == "vertex":
-    request = vertex_submit_request(config, job)
-    return _vertex_client(config, "PipelineServiceClient").create_pipeline_job(request=request).name
+    pipeline_job = vertex_pipeline_job(config, job_path, parameter_values)
+    with _vertex_credentials():
+      pipeline_job.submit(experiment=config.runner.experiment or None,
+                          **vertex_run_options(config))
+    return pipeline_job.resource_name
   client = _kfp_client(config)
   arguments = kfp_submit_arguments(config, kfp_pipeline_spec_file(job, job_path))
+  arguments["arguments"] = dict(parameter_values or {})
   return client.create_run_from_pipeline_package(**arguments).run_id
 
 
-def schedule(config: BonsaiConfig, job: Dict[str, Any], job_path: str, cron: str) -> str:
-  """Creates the recurring run; returns its name (Vertex) or id (KFP)."""
-  if config.runner.type == "vertex":
-    request = vertex_schedule_request(config, job, cron)
-    return _vertex_client(config, "ScheduleServiceClient").create_schedule(request=request).name
+def schedule(config: BonsaiConfig, job: Dict[str, Any], job_path: str, cron: str,
+             parameter_values: Optional[Dict[str, Any]] = None) -> str:
+  """Creates the recurring run; returns its resource name (Vertex) or id (KFP)."""
   validate_cron(cron)
+  if config.runner.type == "vertex":
+    pipeline_job = vertex_pipeline_job(config, job_path, parameter_values)
+    with _vertex_credentials():
+      created = pipeline_job.create_schedule(
+          cron=cron, display_name=f"{config.pipeline_name}-schedule",
+          max_concurrent_run_count=1, **vertex_run_options(config))
+    return created.resource_name
   client = _kfp_client(config)
   experiment = client.create_experiment(config.pipeline_name)
   arguments = kfp_schedule_arguments(config, kfp_pipeline_spec_file(job, job_path), cron,
                                      experiment.experiment_id)
+  arguments["params"] = dict(parameter_values or {})
   return client.create_recurring_run(**arguments).recurring_run_id

@@ -13,7 +13,7 @@ from tfx_bonsai.pipeline.runners import kubeflow
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VERTEX = os.path.join(REPO, "configs", "vertex.yaml")
-IMAGE = "us-central1-docker.pkg.dev/p/bonsai/tfx-bonsai:0.1.0"
+IMAGE = "us-central1-docker.pkg.dev/p/bonsai/tfx-bonsai:0.2.0"
 COMPONENTS = ["ImportExampleGen", "StatisticsGen", "SchemaGen", "Trainer", "PruneTrainer",
               "SparsityValidator", "TFLiteConverter", "CompressionEvaluator", "Pusher"]
 
@@ -99,22 +99,79 @@ def test_incomplete_remote_config_fails_before_compiling(override, message, tmp_
   assert not path.exists()
 
 
-def test_vertex_submit_request(compiled):
-  job, _ = compiled
-  request = kubeflow.vertex_submit_request(_config(), job)
-  assert request.parent == "projects/p/locations/us-central1"
-  assert request.pipeline_job.service_account == "bonsai-runner@YOUR_PROJECT.iam.gserviceaccount.com"
-  assert set(COMPONENTS) <= set(request.pipeline_job.pipeline_spec["root"]["dag"]["tasks"])
-  assert request.pipeline_job.runtime_config.gcs_output_directory.startswith("gs://")
+def _pipeline_job(config, path, parameters=None):
+  from google.auth import credentials as auth_credentials  # pylint: disable=g-import-not-at-top
+  return kubeflow.vertex_pipeline_job(config, path, parameters,
+                                      credentials=auth_credentials.AnonymousCredentials())
+
+
+VERTEX_OPTIONS = ["runner.labels={team: vision, cost-center: ml-42}",
+                  "runner.network=projects/123/global/networks/ml-vpc",
+                  "runner.encryption_key=projects/p/locations/us-central1/keyRings/r/cryptoKeys/k",
+                  "runner.experiment=bonsai-refresh"]
+
+
+def test_vertex_submit_request_through_aiplatform_pipeline_job(compiled):
+  _, path = compiled
+  config = _config(*VERTEX_OPTIONS)
+  request = kubeflow.vertex_request(config, _pipeline_job(config, path))
+  assert request["parent"] == "projects/p/locations/us-central1"
+  job = request["pipelineJob"]
+  assert job["serviceAccount"] == "bonsai-runner@YOUR_PROJECT.iam.gserviceaccount.com"
+  assert job["network"] == "projects/123/global/networks/ml-vpc"
+  assert job["encryptionSpec"]["kmsKeyName"].endswith("/cryptoKeys/k")
+  assert job["labels"]["team"] == "vision" and job["labels"]["cost-center"] == "ml-42"
+  assert request["experiment"] == "bonsai-refresh"
+  assert set(COMPONENTS) <= set(job["pipelineSpec"]["root"]["dag"]["tasks"])
+  assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://YOUR_BUCKET/bonsai/pipeline"
 
 
 def test_vertex_schedule_request(compiled):
+  _, path = compiled
+  request = kubeflow.vertex_request(_config(), _pipeline_job(_config(), path),
+                                    "TZ=Europe/Paris 0 3 * * 1")
+  assert request["parent"] == "projects/p/locations/us-central1"
+  assert request["schedule"]["cron"] == "TZ=Europe/Paris 0 3 * * 1"
+  assert request["schedule"]["maxConcurrentRunCount"] == 1
+  assert request["schedule"]["createPipelineJobRequest"]["pipelineJob"]["displayName"] == "bonsai-digits"
+
+
+def test_per_component_resources_reach_the_compiled_container(tmp_path):
+  config = _config("runner.resources={PruneTrainer: {cpu: 8, memory_gb: 32, "
+                   "accelerator: NVIDIA_TESLA_T4, accelerator_count: 1}, "
+                   "CompressionEvaluator: {cpu: 4}}")
+  job = kubeflow.compile_pipeline(config, str(tmp_path / "p.json"))
+  executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+  prune = executors["PruneTrainer_executor"]["container"]["resources"]
+  assert prune["cpuLimit"] == 8 and prune["memoryLimit"] == 32
+  assert prune["resourceCpuLimit"] == "8" and prune["resourceMemoryLimit"] == "32G"
+  assert prune["accelerator"]["type"] == "NVIDIA_TESLA_T4" and prune["accelerator"]["count"] == "1"
+  assert executors["CompressionEvaluator_executor"]["container"]["resources"]["cpuLimit"] == 4
+  assert "resources" not in executors["Trainer_executor"]["container"]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("runner.resources={PruneTrainr: {cpu: 8}}",
+     r"runner.resources.PruneTrainr: not a component .*did you mean 'PruneTrainer'"),
+    ("runner.resources={PruneTrainer: {cpu: -1}}", r"runner.resources.PruneTrainer: cpu and memory_gb must be >= 0"),
+    ("runner.resources={PruneTrainer: {accelerator: NVIDIA_L4}}",
+     r"runner.resources.PruneTrainer: accelerator and accelerator_count go together"),
+    ("runner.labels={Team: x}", r"runner.labels.Team: a label key must start with a lowercase"),
+    ("runner.encryption_key=my-key", r"runner.encryption_key: must be a Cloud KMS key name"),
+    ("runner.network=ml-vpc", r"runner.network: must be projects/PROJECT_NUMBER/global/networks/NAME"),
+])
+def test_bad_vertex_options_are_named(override, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    _config(override)
+
+
+def test_param_must_name_a_runtime_parameter(compiled):
   job, _ = compiled
-  request = kubeflow.vertex_schedule_request(_config(), job, "TZ=Europe/Paris 0 3 * * 1")
-  assert request.parent == "projects/p/locations/us-central1"
-  assert request.schedule.cron == "TZ=Europe/Paris 0 3 * * 1"
-  assert request.schedule.max_concurrent_run_count == 1
-  assert request.schedule.create_pipeline_job_request.pipeline_job.display_name == "bonsai-digits"
+  with pytest.raises(config_lib.ConfigError, match=r"--param gate.max_accuracy_drop: not a runtime "
+                                                   r"parameter of this pipeline"):
+    kubeflow.parse_parameters(job, ["gate.max_accuracy_drop=0.02"])
+  with pytest.raises(config_lib.ConfigError, match=r"--param x: expected NAME=VALUE"):
+    kubeflow.parse_parameters(job, ["x"])
 
 
 def test_kfp_arguments(compiled):
@@ -168,4 +225,5 @@ def test_dry_run_prints_the_request_without_secrets(capsys, tmp_path, monkeypatc
   request = json.loads(out)
   assert request["schedule"]["cron"] == "0 3 * * 1"
   assert "PruneTrainer" in request["schedule"]["createPipelineJobRequest"]["pipelineJob"]["pipelineSpec"]["tasks"]
+  assert request["schedule"]["createPipelineJobRequest"]["pipelineJob"]["serviceAccount"]
   assert not any(word in out.lower() for word in ("private_key", "token", "secret"))
