@@ -2,6 +2,7 @@
 
 Knows nothing of TFX: it takes a Keras model and tf.data datasets of (inputs, label).
 """
+import contextlib
 import dataclasses
 from absl import logging as log
 import re
@@ -318,17 +319,36 @@ def default_metrics(loss) -> List[str]:
   return ["accuracy"] if "crossentropy" in str(loss) else []
 
 
+DISTRIBUTIONS = ("", "mirrored")
+
+
+def make_strategy(distribution: str) -> Optional[tf.distribute.Strategy]:
+  """The tf.distribute strategy for PruneTrainer's `distribution`: None for "" (one device);
+  "mirrored": MirroredStrategy over every local GPU, else every logical CPU device."""
+  if distribution not in DISTRIBUTIONS:
+    raise PruningError(f"distribution must be one of {list(DISTRIBUTIONS)}, got '{distribution}'")
+  if not distribution:
+    return None
+  devices = ([d.name for d in tf.config.list_logical_devices("GPU")]
+             or [d.name for d in tf.config.list_logical_devices("CPU")])
+  log.info("fine-tuning under MirroredStrategy over %s", devices)
+  return tf.distribute.MirroredStrategy(devices=devices)
+
+
 def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
           num_train_examples: int, config: PruningConfig, loss: Any = None,
           metrics: Optional[Sequence[Any]] = None, log_dir: Optional[str] = None,
           eval_steps: Optional[int] = None,
-          layer_targets: Optional[LayerTargets] = None) -> PruneResult:
+          layer_targets: Optional[LayerTargets] = None,
+          strategy: Optional[tf.distribute.Strategy] = None) -> PruneResult:
   """Fine-tunes `model` with magnitude pruning and returns the stripped model.
 
   `train_ds` yields batches of (inputs, label) of `config.batch_size`; it is repeated here.
   `loss` defaults to the model's compiled loss, else sparse categorical cross-entropy.
   `layer_targets` ({layer: (initial, final)}) overrides the config's targets per layer;
   `config.allocation == "global_magnitude"` computes them with `allocate`.
+  Under `strategy` (e.g. MirroredStrategy) the model is cloned, wrapped and compiled in its
+  scope, so every variable is a distributed one; `train_ds` batches are global batches.
   """
   config.validate()
   schedule = plan_schedule(config, num_train_examples)
@@ -344,9 +364,16 @@ def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
     pruned_layers = [n for n in pruned_layers if n in layer_targets]
     log.info("per-layer targets: %s",
              ", ".join(f"{n} {f:.4f}" for n, (_, f) in layer_targets.items()))
-  pruned = wrap(model, config, schedule, layer_targets)
-  pruned.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss=loss,
-                 metrics=list(metrics))
+  with strategy.scope() if strategy is not None else contextlib.nullcontext():
+    if strategy is not None:
+      # Layers the pruning wrappers do not replace keep their variables: re-create them all
+      # in the strategy's scope.
+      replica = tf.keras.models.clone_model(model)
+      replica.set_weights(model.get_weights())
+      model = replica
+    pruned = wrap(model, config, schedule, layer_targets)
+    pruned.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss=loss,
+                   metrics=list(metrics))
   callbacks = [tfmot.sparsity.keras.UpdatePruningStep(), _EpochLog(config.epochs)]
   if log_dir:
     callbacks.append(tfmot.sparsity.keras.PruningSummaries(log_dir=log_dir))
