@@ -135,6 +135,9 @@ class RunnerSection:
   labels: Dict[str, str] = dataclasses.field(default_factory=dict)
   # Per-component resources, by component id: {PruneTrainer: {cpu: 8, memory_gb: 32}}.
   resources: Dict[str, ResourceSection] = dataclasses.field(default_factory=dict)
+  # Component settings compiled as runtime parameters (Kubeflow / Vertex), so that each run
+  # or schedule can set them: `bonsai submit --param gate.max_accuracy_drop=0.02`.
+  runtime_parameters: List[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -332,7 +335,60 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
   if config.runner.type not in runners:
     raise ConfigError(f"runner.type: must be one of {list(runners)}, got '{config.runner.type}'")
   _validate_vertex_options(config.runner)
+  _validate_runtime_parameters(config)
   return config
+
+
+# Sections whose scalar settings can be runtime parameters (they feed component parameters).
+RUNTIME_SECTIONS = ("pruning", "sparsity", "conversion", "gate")
+
+
+def runtime_parameter_keys() -> List[str]:
+  """The config keys that `runner.runtime_parameters` accepts (int, float and str settings)."""
+  keys = []
+  hints = typing.get_type_hints(BonsaiConfig)
+  for section in RUNTIME_SECTIONS:
+    section_hints = typing.get_type_hints(hints[section])
+    keys += [f"{section}.{f.name}" for f in dataclasses.fields(hints[section])
+             if section_hints[f.name] in (int, float, str)]
+  return keys
+
+
+def runtime_parameter_name(key: str) -> str:
+  """The compiled pipeline's parameter name of a config key: `gate.max_accuracy_drop` ->
+  `gate_max_accuracy_drop` (KFP names take no dots)."""
+  return key.replace(".", "_")
+
+
+def _validate_runtime_parameters(config: BonsaiConfig) -> None:
+  keys = config.runner.runtime_parameters
+  if not keys:
+    return
+  if config.runner.type == "local":
+    raise ConfigError("runner.runtime_parameters: only for runner.type 'vertex' or 'kubeflow' "
+                      "(a local run takes its values from the config)")
+  allowed = runtime_parameter_keys()
+  for key in keys:
+    if key not in allowed:
+      close = difflib.get_close_matches(key, allowed, n=1)
+      hint = f"; did you mean '{close[0]}'?" if close else ""
+      raise ConfigError(f"runner.runtime_parameters: '{key}' cannot be a runtime parameter{hint} "
+                        f"(allowed: {', '.join(allowed)})")
+
+
+def with_runtime_parameters(config: BonsaiConfig) -> BonsaiConfig:
+  """A copy of `config` whose `runner.runtime_parameters` settings are TFX RuntimeParameters
+  (defaulting to the configured values), for create_pipeline to pass to the components."""
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  sections = {}
+  for key in config.runner.runtime_parameters:
+    section, name = key.split(".")
+    value = getattr(config, section).__dict__[name]
+    sections.setdefault(section, {})[name] = tfx.dsl.experimental.RuntimeParameter(
+        name=runtime_parameter_name(key), ptype=type(value), default=value)
+  return dataclasses.replace(config, **{
+      section: dataclasses.replace(getattr(config, section), **fields)
+      for section, fields in sections.items()})
 
 
 # The pipeline's component ids (create_pipeline), for runner.resources.

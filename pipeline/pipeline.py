@@ -49,7 +49,10 @@ def create_pipeline(config: BonsaiConfig,
 
   `beam_pipeline_args` (default: config.runner.beam_args) reach every Beam-using component.
   The production baseline is the latest TFLite model this pipeline's gate blessed.
+  Settings listed in `runner.runtime_parameters` are compiled as runtime parameters.
   """
+  if config.runner.runtime_parameters:
+    config = config_lib.with_runtime_parameters(config)
   split = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
       example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=config.data.train_buckets),
       example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.data.eval_buckets)]))

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from tfx import v1 as tfx
 
+from tfx_bonsai.pipeline import config as config_lib
 from tfx_bonsai.pipeline.config import BonsaiConfig
 from tfx_bonsai.pipeline.config import ConfigError
 from tfx_bonsai.pipeline.pipeline import create_pipeline
@@ -100,23 +101,28 @@ def runtime_parameters(job: Dict[str, Any]) -> Dict[str, str]:
 
 
 def parse_parameters(job: Dict[str, Any], assignments: List[str]) -> Dict[str, Any]:
-  """`--param NAME=VALUE` values, typed by the job's runtime parameters; else ConfigError."""
+  """`--param NAME=VALUE` values, typed by the job's runtime parameters; else ConfigError.
+
+  NAME is the config key (`gate.max_accuracy_drop`) or the compiled name
+  (`gate_max_accuracy_drop`).
+  """
   kinds = runtime_parameters(job)
   values = {}
   for assignment in assignments:
-    name, sep, text = assignment.partition("=")
+    key, sep, text = assignment.partition("=")
     if not sep:
       raise ConfigError(f"--param {assignment}: expected NAME=VALUE")
+    name = config_lib.runtime_parameter_name(key)
     if name not in kinds:
       allowed = ", ".join(sorted(kinds)) or "none: set runner.runtime_parameters"
-      raise ConfigError(f"--param {name}: not a runtime parameter of this pipeline "
+      raise ConfigError(f"--param {key}: not a runtime parameter of this pipeline "
                         f"(allowed: {allowed})")
     kind = kinds[name]
     try:
       values[name] = (int(text) if kind in ("INT", "NUMBER_INTEGER") else
                       float(text) if kind in ("DOUBLE", "NUMBER_DOUBLE") else text)
     except ValueError:
-      raise ConfigError(f"--param {name}: must be a number ({kind}), got '{text}'") from None
+      raise ConfigError(f"--param {key}: must be a number ({kind}), got '{text}'") from None
   return values
 
 
