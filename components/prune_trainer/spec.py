@@ -1,8 +1,9 @@
 """PruneTrainer's keys and ComponentSpec: the one place its names are defined."""
-from typing import List
-
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
+
+from tfx_bonsai.components.common import params
+from tfx_bonsai.components.prune_trainer import settings
 
 # Inputs
 EXAMPLES_KEY = "examples"
@@ -12,7 +13,7 @@ TRANSFORM_GRAPH_KEY = "transform_graph"
 # Outputs
 PRUNED_MODEL_KEY = "pruned_model"
 MODEL_RUN_KEY = "model_run"
-# Parameters
+# Parameters (their types, defaults and rules: settings.PruneTrainerSettings)
 LABEL_KEY = "label_key"
 TRAIN_SPLIT_KEY = "train_split"
 EVAL_SPLIT_KEY = "eval_split"
@@ -48,36 +49,7 @@ QUANTIZATION_AWARE_PROPERTY = "quantization_aware"   # 1 when the model carries 
 
 class PruneTrainerSpec(component_spec.ComponentSpec):
   """Inputs, outputs and parameters of PruneTrainer."""
-  PARAMETERS = {
-      LABEL_KEY: component_spec.ExecutionParameter(type=str),
-      TRAIN_SPLIT_KEY: component_spec.ExecutionParameter(type=str),
-      EVAL_SPLIT_KEY: component_spec.ExecutionParameter(type=str),
-      TARGET_SPARSITY_KEY: component_spec.ExecutionParameter(type=float),
-      INITIAL_SPARSITY_KEY: component_spec.ExecutionParameter(type=float),
-      SCHEDULE_KEY: component_spec.ExecutionParameter(type=str),
-      EPOCHS_KEY: component_spec.ExecutionParameter(type=int),
-      BEGIN_STEP_KEY: component_spec.ExecutionParameter(type=int),
-      END_STEP_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-      FREQUENCY_KEY: component_spec.ExecutionParameter(type=int),
-      BATCH_SIZE_KEY: component_spec.ExecutionParameter(type=int),
-      LEARNING_RATE_KEY: component_spec.ExecutionParameter(type=float),
-      INCLUDE_LAYERS_KEY: component_spec.ExecutionParameter(type=List[str], optional=True),
-      EXCLUDE_LAYERS_KEY: component_spec.ExecutionParameter(type=List[str], optional=True),
-      SPARSITY_M_BY_N_KEY: component_spec.ExecutionParameter(type=str, optional=True),
-      PRUNING_POLICY_KEY: component_spec.ExecutionParameter(type=str, optional=True),
-      MODULE_FILE_KEY: component_spec.ExecutionParameter(type=str, optional=True),
-      ALLOCATION_KEY: component_spec.ExecutionParameter(type=str, optional=True),
-      SEARCH_LEVELS_KEY: component_spec.ExecutionParameter(type=List[float], optional=True),
-      SEARCH_MAX_ACCURACY_DROP_KEY: component_spec.ExecutionParameter(type=float, optional=True),
-      SEARCH_MAX_TRIALS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-      SEARCH_TIME_BUDGET_KEY: component_spec.ExecutionParameter(type=float, optional=True),
-      SEARCH_EPOCHS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-      CLUSTERS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-      CLUSTER_EPOCHS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-      QAT_EPOCHS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-      COLLABORATIVE_LEARNING_RATE_KEY: component_spec.ExecutionParameter(type=float,
-                                                                         optional=True),
-  }
+  PARAMETERS = params.execution_parameters(settings.PruneTrainerSettings)
   INPUTS = {
       EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
       MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),

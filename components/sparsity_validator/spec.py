@@ -1,10 +1,10 @@
 """SparsityValidator's keys, artifact layout and ComponentSpec: the one place its names are defined."""
-from typing import Dict
-
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
 
 from tfx_bonsai.components.common import blessing
+from tfx_bonsai.components.common import params
+from tfx_bonsai.components.sparsity_validator import settings
 
 # Inputs
 MODEL_KEY = "model"
@@ -12,7 +12,7 @@ TFLITE_MODEL_KEY = "tflite_model"   # optional: TFLiteConverter's conversion of 
 # Outputs
 REPORT_KEY = "report"
 BLESSING_KEY = "blessing"
-# Parameters
+# Parameters (their types, defaults and rules: settings.SparsityValidatorSettings)
 MIN_SPARSITY_KEY = "min_sparsity"
 PER_LAYER_MIN_SPARSITY_KEY = "per_layer_min_sparsity"
 TOLERANCE_KEY = "tolerance"
@@ -28,14 +28,7 @@ REPORT_HTML_FILE = "index.html"
 
 class SparsityValidatorSpec(component_spec.ComponentSpec):
   """Inputs, outputs and parameters of SparsityValidator."""
-  PARAMETERS = {
-      MIN_SPARSITY_KEY: component_spec.ExecutionParameter(type=float),
-      PER_LAYER_MIN_SPARSITY_KEY: component_spec.ExecutionParameter(
-          type=Dict[str, float], optional=True),
-      TOLERANCE_KEY: component_spec.ExecutionParameter(type=float),
-      INCLUDE_ALL_TENSORS_KEY: component_spec.ExecutionParameter(type=int),
-      SPARSITY_M_BY_N_KEY: component_spec.ExecutionParameter(type=str, optional=True),
-  }
+  PARAMETERS = params.execution_parameters(settings.SparsityValidatorSettings)
   INPUTS = {
       MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),
       TFLITE_MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model,

@@ -7,10 +7,11 @@ thin client call.
 import json
 import os
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from tfx import v1 as tfx
 
+from tfx_bonsai.pipeline import config as config_lib
 from tfx_bonsai.pipeline.config import BonsaiConfig
 from tfx_bonsai.pipeline.config import ConfigError
 from tfx_bonsai.pipeline.pipeline import create_pipeline
@@ -47,15 +48,21 @@ def check_remote(config: BonsaiConfig) -> None:
                       "first (e.g. with a local `bonsai run` pointed at it)")
 
 
-def compile_pipeline(config: BonsaiConfig, output_path: str) -> Dict[str, Any]:
-  """Writes the KFP v2 pipeline job JSON to `output_path` and returns it as a dict."""
+def compile_pipeline(config: BonsaiConfig, output_path: str,
+                     runtime_parameters: Sequence[str] = ()) -> Dict[str, Any]:
+  """Writes the KFP v2 pipeline job JSON to `output_path` and returns it as a dict.
+
+  `runtime_parameters`: YAML keys (config.runtime_parameter_keys()) that become pipeline
+  parameters, named by config.runtime_parameter_name and defaulting to the config's value.
+  """
   check_remote(config)
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
           default_image=config.runner.image),
       output_dir=os.path.dirname(os.path.abspath(output_path)),
       output_filename=os.path.basename(output_path))
-  runner.run(create_pipeline(config), write_out=True)
+  runner.run(create_pipeline(config, runtime_parameters=runtime_parameters), write_out=True,
+             parameter_values=config_lib.runtime_parameter_defaults(config, list(runtime_parameters)))
   with open(output_path) as f:
     return json.load(f)
 
