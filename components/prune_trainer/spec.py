@@ -1,18 +1,20 @@
-"""PruneTrainer's keys and ComponentSpec: the one place its names are defined."""
+"""PruneTrainer's keys and ComponentSpec: the one place its names are defined
+(TFX's standard_component_specs names where they mean the same thing)."""
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
 
 from tfx_bonsai.components.common import params
 from tfx_bonsai.components.prune_trainer import settings
 
 # Inputs
-EXAMPLES_KEY = "examples"
-MODEL_KEY = "model"
-SCHEMA_KEY = "schema"
-TRANSFORM_GRAPH_KEY = "transform_graph"
+EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
+MODEL_KEY = standard_component_specs.MODEL_KEY
+SCHEMA_KEY = standard_component_specs.SCHEMA_KEY
+TRANSFORM_GRAPH_KEY = standard_component_specs.TRANSFORM_GRAPH_KEY
 # Outputs
 PRUNED_MODEL_KEY = "pruned_model"
-MODEL_RUN_KEY = "model_run"
+MODEL_RUN_KEY = standard_component_specs.MODEL_RUN_KEY
 # Parameters (their types, defaults and rules: settings.PruneTrainerSettings)
 LABEL_KEY = "label_key"
 TRAIN_SPLIT_KEY = "train_split"
@@ -30,7 +32,7 @@ INCLUDE_LAYERS_KEY = "include_layers"
 EXCLUDE_LAYERS_KEY = "exclude_layers"
 SPARSITY_M_BY_N_KEY = "sparsity_m_by_n"
 PRUNING_POLICY_KEY = "pruning_policy"
-MODULE_FILE_KEY = "module_file"
+MODULE_FILE_KEY = standard_component_specs.MODULE_FILE_KEY
 ALLOCATION_KEY = "allocation"
 SEARCH_LEVELS_KEY = "search_levels"
 SEARCH_MAX_ACCURACY_DROP_KEY = "search_max_accuracy_drop"

@@ -1,17 +1,19 @@
-"""SparsityValidator's keys, artifact layout and ComponentSpec: the one place its names are defined."""
+"""SparsityValidator's keys, artifact layout and ComponentSpec: the one place its names are defined
+(TFX's standard_component_specs names where they mean the same thing)."""
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
 
 from tfx_bonsai.components.common import blessing
 from tfx_bonsai.components.common import params
 from tfx_bonsai.components.sparsity_validator import settings
 
 # Inputs
-MODEL_KEY = "model"
+MODEL_KEY = standard_component_specs.MODEL_KEY
 TFLITE_MODEL_KEY = "tflite_model"   # optional: TFLiteConverter's conversion of `model`
 # Outputs
 REPORT_KEY = "report"
-BLESSING_KEY = "blessing"
+BLESSING_KEY = standard_component_specs.BLESSING_KEY
 # Parameters (their types, defaults and rules: settings.SparsityValidatorSettings)
 MIN_SPARSITY_KEY = "min_sparsity"
 PER_LAYER_MIN_SPARSITY_KEY = "per_layer_min_sparsity"

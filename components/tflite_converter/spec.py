@@ -1,15 +1,17 @@
-"""TFLiteConverter's keys and ComponentSpec: the one place its names are defined."""
+"""TFLiteConverter's keys and ComponentSpec: the one place its names are defined
+(TFX's standard_component_specs names where they mean the same thing)."""
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
 
 from tfx_bonsai.components.common import params
 from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.tflite_converter import settings
 
 # Inputs
-MODEL_KEY = "model"
-EXAMPLES_KEY = "examples"
-SCHEMA_KEY = "schema"
+MODEL_KEY = standard_component_specs.MODEL_KEY
+EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
+SCHEMA_KEY = standard_component_specs.SCHEMA_KEY
 # Outputs (TFX wants names unique across inputs and outputs, so not "model")
 TFLITE_MODEL_KEY = "tflite_model"
 # Parameters (their types, defaults and rules: settings.TFLiteConverterSettings)
