@@ -112,3 +112,11 @@ def test_a_runtime_parameter_of_the_wrong_type_is_refused():
     converter_component.TFLiteConverter(
         **_channels(converter_component.TFLiteConverter), quantization="dynamic",
         sparse_weights=tfx.dsl.experimental.RuntimeParameter(name="s", ptype=str))
+
+
+def test_the_vertex_request_carries_the_parameters_and_their_defaults(job):
+  config = config_lib.load(VERTEX, ["runner.project=p", f"runner.image={IMAGE}"])
+  request = kubeflow.vertex_submit_request(config, job)
+  parameters = request.pipeline_job.runtime_config.parameters
+  assert parameters["gate_max_accuracy_drop"].double_value == config.gate.max_accuracy_drop
+  assert parameters["conversion_sparse_weights"].int_value == 1
