@@ -35,6 +35,7 @@ from tfx_bsl.tfxio import tensor_adapter
 from tfx_bonsai.components.common import examples as examples_lib
 from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.compression_evaluator import executor as evaluator_executor
+from tfx_bonsai.components.compression_evaluator import extractors as evaluator_extractors
 from tfx_bonsai.components.compression_evaluator import spec as evaluator_spec
 from tfx_bonsai.components.tflite_converter import conversion
 from tfx_bonsai.components.tflite_converter import executor as converter_executor
@@ -137,7 +138,7 @@ def tfma_throughput(model_dirs: Dict[str, str], examples, workers: int, output_p
          | "ReadExamples" >> tfxio.BeamSource()
          | "ExtractEvaluateAndWriteResults" >> tfma.ExtractEvaluateAndWriteResults(
              eval_shared_model=list(shared.values()), eval_config=eval_config,
-             extractors=(None if stock else evaluator_executor.make_extractors(
+             extractors=(None if stock else evaluator_extractors.make_extractors(
                  eval_config, shared, adapter_config)),
              output_path=output_path, tensor_adapter_config=adapter_config))
   seconds = time.monotonic() - start

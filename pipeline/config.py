@@ -3,6 +3,7 @@
 Every error is a ConfigError naming the key path (e.g. `pruning.target_sparsity`) and the
 allowed values, raised before any pipeline work starts.
 """
+import copy
 import dataclasses
 import difflib
 import os
@@ -11,6 +12,12 @@ import typing
 from typing import Any, Dict, List, Optional
 
 import yaml
+
+from tfx_bonsai.components.common import settings as settings_lib
+from tfx_bonsai.components.compression_evaluator import settings as evaluator_settings
+from tfx_bonsai.components.prune_trainer import settings as prune_settings
+from tfx_bonsai.components.sparsity_validator import settings as sparsity_settings
+from tfx_bonsai.components.tflite_converter import settings as converter_settings
 
 
 class ConfigError(ValueError):
@@ -36,70 +43,40 @@ class TrainerConfig:
   custom_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass
-class SearchSection:
-  enabled: bool = False
-  levels: List[float] = dataclasses.field(
-      default_factory=lambda: [0.9, 0.95, 0.97, 0.98, 0.99, 0.995])
-  max_accuracy_drop: float = -1.0     # < 0: the gate's max_accuracy_drop
-  max_trials: int = 8
-  time_budget_s: float = 0.0          # 0: no limit
-  epochs_per_trial: int = 2
+def _section(name: str, settings_cls, group: str = "", extra=(), defaults=None):
+  """The YAML section of a component: its settings fields whose config path is in `group`,
+  with their types and defaults (`defaults` overrides some), plus `extra` config-only fields."""
+  paths = settings_cls.config_paths()
+  hints = settings_cls.types()
+  fields = []
+  for f in dataclasses.fields(settings_cls):
+    path = paths.get(f.name)
+    if path is None or (path.rsplit(".", 1)[0] if "." in path else "") != group:
+      continue
+    key = path.rsplit(".", 1)[-1]
+    if defaults and key in defaults:
+      default = dataclasses.field(default_factory=lambda v=defaults[key]: copy.deepcopy(v))
+    elif f.default_factory is not dataclasses.MISSING:
+      default = dataclasses.field(default_factory=f.default_factory)
+    else:
+      default = dataclasses.field(default=f.default)
+    fields.append((key, hints[f.name], default))
+  return dataclasses.make_dataclass(name, fields + list(extra), module=__name__)
 
 
-@dataclasses.dataclass
-class CollaborativeSection:
-  clusters: int = 0                   # 0: off; sparsity-preserving clustering to N values
-  cluster_epochs: int = 1
-  qat_epochs: int = 0                 # 0: off; sparsity-preserving QAT (PQAT / PCQAT)
-  learning_rate: float = 1e-4
-
-
-@dataclasses.dataclass
-class PruningSection:
-  target_sparsity: float = 0.9
-  initial_sparsity: float = 0.5
-  schedule: str = "polynomial"
-  epochs: int = 4
-  begin_step: int = 0
-  end_step: int = 0
-  frequency: int = 0
-  batch_size: int = 32
-  learning_rate: float = 1e-3
-  include_layers: List[str] = dataclasses.field(default_factory=list)
-  exclude_layers: List[str] = dataclasses.field(default_factory=list)
-  sparsity_m_by_n: str = ""
-  pruning_policy: str = ""
-  allocation: str = "uniform"
-  search: SearchSection = dataclasses.field(default_factory=SearchSection)
-  collaborative: CollaborativeSection = dataclasses.field(default_factory=CollaborativeSection)
-
-
-@dataclasses.dataclass
-class SparsitySection:
-  min_sparsity: float = 0.85
-  tolerance: float = 0.01
-  per_layer_min_sparsity: Dict[str, float] = dataclasses.field(default_factory=dict)
-  include_all_tensors: bool = False
-
-
-@dataclasses.dataclass
-class ConversionSection:
-  quantization: str = "int8"
-  sparse_weights: bool = True
-  int8_io: bool = False
-  representative_examples: int = 200
-  agreement_examples: int = 360
-  min_agreement: float = 0.98
-  max_abs_error: float = 0.05
-
-
-@dataclasses.dataclass
-class GateSection:
-  max_accuracy_drop: float = 0.01
-  max_relative_accuracy_drop: float = 0.0
-  min_compression_ratio: float = 10.0
-  max_latency_ratio: float = 0.0
+SearchSection = _section(
+    "SearchSection", prune_settings.PruneTrainerSettings, "search",
+    extra=[("enabled", bool, dataclasses.field(default=False))],
+    defaults={"levels": list(prune_settings.DEFAULT_SEARCH_LEVELS),
+              "max_accuracy_drop": -1.0})      # < 0: the gate's max_accuracy_drop
+CollaborativeSection = _section("CollaborativeSection", prune_settings.PruneTrainerSettings,
+                                "collaborative")
+PruningSection = _section("PruningSection", prune_settings.PruneTrainerSettings, extra=[
+    ("search", SearchSection, dataclasses.field(default_factory=SearchSection)),
+    ("collaborative", CollaborativeSection, dataclasses.field(default_factory=CollaborativeSection))])
+SparsitySection = _section("SparsitySection", sparsity_settings.SparsityValidatorSettings)
+ConversionSection = _section("ConversionSection", converter_settings.TFLiteConverterSettings)
+GateSection = _section("GateSection", evaluator_settings.CompressionEvaluatorSettings)
 
 
 @dataclasses.dataclass
@@ -255,10 +232,7 @@ def _inside(path: str, root: str) -> bool:
 
 
 def validate(config: BonsaiConfig) -> BonsaiConfig:
-  """Checks values across sections with the components' own rules; raises ConfigError."""
-  # pylint: disable=g-import-not-at-top  (the component modules import TensorFlow)
-  from tfx_bonsai.components.prune_trainer import pruning
-  from tfx_bonsai.components.tflite_converter import conversion
+  """Checks every value with the components' own settings rules; raises ConfigError."""
   if not config.pipeline_name:
     raise ConfigError("pipeline_name: must be a non-empty string")
   if not config.pipeline_root:
@@ -281,51 +255,14 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
   for key in ("train_steps", "eval_steps"):
     if getattr(config.trainer, key) < 1:
       raise ConfigError(f"trainer.{key}: must be >= 1, got {getattr(config.trainer, key)}")
-  fields = dataclasses.asdict(config.pruning)
-  fields.pop("search")
-  fields.pop("collaborative")
-  try:
-    pruning.PruningConfig(**{**fields, "include_layers": tuple(config.pruning.include_layers),
-                             "exclude_layers": tuple(config.pruning.exclude_layers)}).validate()
-    if config.pruning.search.enabled:
-      search_config(config).validate()
-    collaborative_config(config).validate()
-  except pruning.PruningError as e:
-    raise ConfigError(f"pruning.{e}") from e
+  for section, make in _COMPONENT_SETTINGS.items():
+    try:
+      make(config).validate()
+    except settings_lib.SettingsError as e:
+      raise _config_error(section, type(make(config)), e) from e
   if config.pruning.collaborative.qat_epochs and config.conversion.quantization != "int8":
     raise ConfigError("pruning.collaborative.qat_epochs: quantization-aware training needs "
                       f"conversion.quantization 'int8', got '{config.conversion.quantization}'")
-  s = config.sparsity
-  if not 0.0 <= s.min_sparsity <= 1.0:
-    raise ConfigError(f"sparsity.min_sparsity: must be in [0, 1], got {s.min_sparsity}")
-  if not 0.0 <= s.tolerance < 1.0:
-    raise ConfigError(f"sparsity.tolerance: must be in [0, 1), got {s.tolerance}")
-  for layer, value in s.per_layer_min_sparsity.items():
-    if not 0.0 <= value <= 1.0:
-      raise ConfigError(f"sparsity.per_layer_min_sparsity.{layer}: must be in [0, 1], got {value}")
-  c = config.conversion
-  if c.quantization not in conversion.QUANTIZATIONS:
-    raise ConfigError(f"conversion.quantization: must be one of {list(conversion.QUANTIZATIONS)}, "
-                      f"got '{c.quantization}'")
-  if c.int8_io and c.quantization != "int8":
-    raise ConfigError("conversion.int8_io: needs conversion.quantization 'int8', "
-                      f"got '{c.quantization}'")
-  for key in ("representative_examples", "agreement_examples"):
-    if getattr(c, key) < 1:
-      raise ConfigError(f"conversion.{key}: must be >= 1, got {getattr(c, key)}")
-  if not 0.0 < c.min_agreement <= 1.0:
-    raise ConfigError(f"conversion.min_agreement: must be in (0, 1], got {c.min_agreement}")
-  g = config.gate
-  if not 0.0 <= g.max_accuracy_drop <= 1.0:
-    raise ConfigError(f"gate.max_accuracy_drop: must be in [0, 1], got {g.max_accuracy_drop}")
-  if not 0.0 <= g.max_relative_accuracy_drop <= 1.0:
-    raise ConfigError("gate.max_relative_accuracy_drop: must be in [0, 1] (0 turns it off), "
-                      f"got {g.max_relative_accuracy_drop}")
-  if not g.min_compression_ratio > 1.0:
-    raise ConfigError(f"gate.min_compression_ratio: must be > 1, got {g.min_compression_ratio}")
-  if not 0.0 <= g.max_latency_ratio < float("inf"):
-    raise ConfigError("gate.max_latency_ratio: must be >= 0 (0 turns it off), "
-                      f"got {g.max_latency_ratio}")
   if not config.push.destination:
     raise ConfigError("push.destination: must be set (a directory or gs:// URI)")
   if _inside(config.push.destination, config.pipeline_root):
@@ -337,27 +274,6 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
   _validate_vertex_options(config.runner)
   _validate_runtime_parameters(config)
   return config
-
-
-# Sections whose scalar settings can be runtime parameters (they feed component parameters).
-RUNTIME_SECTIONS = ("pruning", "sparsity", "conversion", "gate")
-
-
-def runtime_parameter_keys() -> List[str]:
-  """The config keys that `runner.runtime_parameters` accepts (int, float and str settings)."""
-  keys = []
-  hints = typing.get_type_hints(BonsaiConfig)
-  for section in RUNTIME_SECTIONS:
-    section_hints = typing.get_type_hints(hints[section])
-    keys += [f"{section}.{f.name}" for f in dataclasses.fields(hints[section])
-             if section_hints[f.name] in (int, float, str)]
-  return keys
-
-
-def runtime_parameter_name(key: str) -> str:
-  """The compiled pipeline's parameter name of a config key: `gate.max_accuracy_drop` ->
-  `gate_max_accuracy_drop` (KFP names take no dots)."""
-  return key.replace(".", "_")
 
 
 def _validate_runtime_parameters(config: BonsaiConfig) -> None:
@@ -374,21 +290,6 @@ def _validate_runtime_parameters(config: BonsaiConfig) -> None:
       hint = f"; did you mean '{close[0]}'?" if close else ""
       raise ConfigError(f"runner.runtime_parameters: '{key}' cannot be a runtime parameter{hint} "
                         f"(allowed: {', '.join(allowed)})")
-
-
-def with_runtime_parameters(config: BonsaiConfig) -> BonsaiConfig:
-  """A copy of `config` whose `runner.runtime_parameters` settings are TFX RuntimeParameters
-  (defaulting to the configured values), for create_pipeline to pass to the components."""
-  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  sections = {}
-  for key in config.runner.runtime_parameters:
-    section, name = key.split(".")
-    value = getattr(config, section).__dict__[name]
-    sections.setdefault(section, {})[name] = tfx.dsl.experimental.RuntimeParameter(
-        name=runtime_parameter_name(key), ptype=type(value), default=value)
-  return dataclasses.replace(config, **{
-      section: dataclasses.replace(getattr(config, section), **fields)
-      for section, fields in sections.items()})
 
 
 # The pipeline's component ids (create_pipeline), for runner.resources.
@@ -441,19 +342,102 @@ def search_budget(config: BonsaiConfig) -> float:
   return config.gate.max_accuracy_drop if own < 0 else own
 
 
-def search_config(config: BonsaiConfig):
-  from tfx_bonsai.components.prune_trainer import search  # pylint: disable=g-import-not-at-top
+# Config keys the pipeline wires into settings fields outside their component's section.
+_WIRED = {"label_key": "data.label_key", "sparsity_m_by_n": "pruning.sparsity_m_by_n"}
+
+
+def _config_error(section: str, settings_cls, error: settings_lib.SettingsError) -> ConfigError:
+  """The settings error as `section.key: message`, naming the YAML key."""
+  path = settings_cls.config_paths().get(error.key)
+  if path is not None:
+    return ConfigError(f"{section}.{path}: {error.message}")
+  if error.key in _WIRED:
+    return ConfigError(f"{_WIRED[error.key]}: {error.message}")
+  return ConfigError(f"{section}: {error}")
+
+
+def _section_values(section, settings_cls, group: str = "") -> Dict[str, Any]:
+  """{settings field: value} for the fields a YAML section (or its `group`) sets."""
+  values = {}
+  for name, path in settings_cls.config_paths().items():
+    prefix, _, key = path.rpartition(".")
+    if prefix == group:
+      values[name] = copy.deepcopy(getattr(section, key))
+  return values
+
+
+def prune_trainer_settings(config: BonsaiConfig) -> prune_settings.PruneTrainerSettings:
+  """PruneTrainer's settings from `pruning:` (search only when `pruning.search.enabled`)."""
+  cls = prune_settings.PruneTrainerSettings
+  values = dict(_section_values(config.pruning, cls),
+                **_section_values(config.pruning.collaborative, cls, "collaborative"))
+  if config.pruning.search.enabled:
+    values.update(_section_values(config.pruning.search, cls, "search"),
+                  search_max_accuracy_drop=search_budget(config))
+  return cls(label_key=config.data.label_key, **values)
+
+
+def sparsity_validator_settings(config: BonsaiConfig) -> sparsity_settings.SparsityValidatorSettings:
+  cls = sparsity_settings.SparsityValidatorSettings
+  return cls(sparsity_m_by_n=config.pruning.sparsity_m_by_n,
+             **_section_values(config.sparsity, cls))
+
+
+def tflite_converter_settings(config: BonsaiConfig) -> converter_settings.TFLiteConverterSettings:
+  cls = converter_settings.TFLiteConverterSettings
+  return cls(label_key=config.data.label_key, **_section_values(config.conversion, cls))
+
+
+def compression_evaluator_settings(
+    config: BonsaiConfig) -> evaluator_settings.CompressionEvaluatorSettings:
+  cls = evaluator_settings.CompressionEvaluatorSettings
+  return cls(label_key=config.data.label_key, **_section_values(config.gate, cls))
+
+
+# YAML section -> the settings of the component it configures.
+_COMPONENT_SETTINGS = {
+    "pruning": prune_trainer_settings,
+    "sparsity": sparsity_validator_settings,
+    "conversion": tflite_converter_settings,
+    "gate": compression_evaluator_settings,
+}
+
+
+def search_config(config: BonsaiConfig) -> prune_settings.SearchConfig:
+  """The search as the pure module takes it (levels from the config even when disabled)."""
   s = config.pruning.search
-  return search.SearchConfig(levels=tuple(s.levels), max_accuracy_drop=search_budget(config),
-                             max_trials=s.max_trials, time_budget_s=s.time_budget_s,
-                             epochs_per_trial=s.epochs_per_trial)
+  return prune_settings.SearchConfig(
+      levels=tuple(s.levels), max_accuracy_drop=search_budget(config), max_trials=s.max_trials,
+      time_budget_s=s.time_budget_s, epochs_per_trial=s.epochs_per_trial)
 
 
-def collaborative_config(config: BonsaiConfig):
-  from tfx_bonsai.components.prune_trainer import collaborative  # pylint: disable=g-import-not-at-top
-  c = config.pruning.collaborative
-  return collaborative.CollaborativeConfig(clusters=c.clusters, cluster_epochs=c.cluster_epochs,
-                                           qat_epochs=c.qat_epochs, learning_rate=c.learning_rate)
+def runtime_parameter_keys() -> List[str]:
+  """The YAML keys whose value can be a pipeline RuntimeParameter (set at submit time).
+
+  The scalar settings of the four components, e.g. `gate.max_accuracy_drop`; each
+  component checks the value it gets when the run starts.
+  """
+  keys = []
+  for section, make in _COMPONENT_SETTINGS.items():
+    cls = typing.get_type_hints(make)["return"]
+    keys += settings_lib.section_keys(cls, section)
+  return keys
+
+
+def runtime_parameter_defaults(config: BonsaiConfig, keys: List[str]) -> Dict[str, Any]:
+  """{pipeline parameter name: the config's value} for YAML keys (booleans as 0/1)."""
+  defaults = {}
+  for key in keys:
+    node = config
+    for part in key.split("."):
+      node = getattr(node, part)
+    defaults[runtime_parameter_name(key)] = int(node) if isinstance(node, bool) else node
+  return defaults
+
+
+def runtime_parameter_name(key: str) -> str:
+  """The pipeline parameter's name for a YAML key: `gate.max_accuracy_drop` -> `gate_max_accuracy_drop`."""
+  return key.replace(".", "_")
 
 
 def load(path: Optional[str] = None, overrides: Optional[List[str]] = None,

@@ -1,6 +1,6 @@
 """create_pipeline: ExampleGen -> StatisticsGen -> SchemaGen -> Trainer -> PruneTrainer ->
 TFLiteConverter -> SparsityValidator -> CompressionEvaluator -> Pusher."""
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
@@ -18,11 +18,21 @@ from tfx_bonsai.pipeline.config import BonsaiConfig
 PRODUCTION_RESOLVER_ID = "latest_blessed_model_resolver"
 
 
-def _search_arguments(config: BonsaiConfig) -> dict:
-  s = config_lib.search_config(config)
-  return dict(search_levels=list(s.levels), search_max_accuracy_drop=s.max_accuracy_drop,
-              search_max_trials=s.max_trials, search_time_budget_s=s.time_budget_s,
-              search_epochs_per_trial=s.epochs_per_trial)
+def _with_runtime_parameters(section: str, settings, runtime_parameters: Sequence[str]) -> dict:
+  """The settings as component arguments, with the named YAML keys of `section` turned into
+  RuntimeParameters (named by config.runtime_parameter_name, defaulting to the config value)."""
+  arguments = settings.as_dict()
+  paths = {f"{section}.{path}": name for name, path in type(settings).config_paths().items()}
+  for key in runtime_parameters:
+    if key not in paths:
+      continue
+    name = paths[key]
+    value = arguments[name]
+    ptype = int if isinstance(value, bool) else type(value)
+    arguments[name] = tfx.dsl.experimental.RuntimeParameter(
+        name=config_lib.runtime_parameter_name(key), ptype=ptype,
+        default=int(value) if isinstance(value, bool) else value)
+  return arguments
 
 
 def resource_spec(resources: config_lib.ResourceSection):
@@ -44,15 +54,22 @@ def resource_spec(resources: config_lib.ResourceSection):
 
 def create_pipeline(config: BonsaiConfig,
                     beam_pipeline_args: Optional[List[str]] = None,
-                    metadata_connection_config=None) -> tfx.dsl.Pipeline:
+                    metadata_connection_config=None,
+                    runtime_parameters: Sequence[str] = ()) -> tfx.dsl.Pipeline:
   """The tfx-bonsai pipeline for a validated `config`.
 
   `beam_pipeline_args` (default: config.runner.beam_args) reach every Beam-using component.
   The production baseline is the latest TFLite model this pipeline's gate blessed.
-  Settings listed in `runner.runtime_parameters` are compiled as runtime parameters.
+  `runtime_parameters`: YAML keys (of config.runtime_parameter_keys()) that become
+  pipeline parameters, settable per run on Kubeflow/Vertex (default: the config's
+  `runner.runtime_parameters`); their default is the config's value, and each component
+  checks the value it gets when the run starts.
   """
-  if config.runner.runtime_parameters:
-    config = config_lib.with_runtime_parameters(config)
+  runtime_parameters = list(runtime_parameters or config.runner.runtime_parameters)
+  unknown = sorted(set(runtime_parameters) - set(config_lib.runtime_parameter_keys()))
+  if unknown:
+    raise config_lib.ConfigError(f"runtime parameters {unknown}: not settable at run time; "
+                                 f"allowed: {config_lib.runtime_parameter_keys()}")
   split = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
       example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=config.data.train_buckets),
       example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.data.eval_buckets)]))
@@ -77,35 +94,21 @@ def create_pipeline(config: BonsaiConfig,
   else:
     trainer = tfx.components.Trainer(run_fn=config.trainer.run_fn, **trainer_args)
 
-  p = config.pruning
+  def arguments(section: str, settings) -> dict:
+    return _with_runtime_parameters(section, settings, runtime_parameters)
+
   prune_trainer = PruneTrainer(
       examples=examples, model=trainer.outputs["model"], schema=schema,
-      label_key=config.data.label_key, target_sparsity=p.target_sparsity,
-      initial_sparsity=p.initial_sparsity, schedule=p.schedule, epochs=p.epochs,
-      begin_step=p.begin_step, end_step=p.end_step, frequency=p.frequency, batch_size=p.batch_size,
-      learning_rate=p.learning_rate, include_layers=p.include_layers,
-      exclude_layers=p.exclude_layers, sparsity_m_by_n=p.sparsity_m_by_n,
-      pruning_policy=p.pruning_policy, allocation=p.allocation,
-      clusters=p.collaborative.clusters, cluster_epochs=p.collaborative.cluster_epochs,
-      qat_epochs=p.collaborative.qat_epochs,
-      collaborative_learning_rate=p.collaborative.learning_rate,
-      **(_search_arguments(config) if p.search.enabled else {}))
+      **arguments("pruning", config_lib.prune_trainer_settings(config)))
   pruned_model = prune_trainer.outputs["pruned_model"]
 
-  c = config.conversion
   converter = TFLiteConverter(
-      model=pruned_model, examples=examples, schema=schema, quantization=c.quantization,
-      sparse_weights=c.sparse_weights, int8_io=c.int8_io,
-      representative_examples=c.representative_examples,
-      agreement_examples=c.agreement_examples, min_agreement=c.min_agreement,
-      max_abs_error=c.max_abs_error, label_key=config.data.label_key)
+      model=pruned_model, examples=examples, schema=schema,
+      **arguments("conversion", config_lib.tflite_converter_settings(config)))
 
-  s = config.sparsity
   sparsity_validator = SparsityValidator(
       model=pruned_model, tflite_model=converter.outputs["tflite_model"],
-      min_sparsity=s.min_sparsity, tolerance=s.tolerance,
-      per_layer_min_sparsity=s.per_layer_min_sparsity or None,
-      include_all_tensors=s.include_all_tensors, sparsity_m_by_n=p.sparsity_m_by_n)
+      **arguments("sparsity", config_lib.sparsity_validator_settings(config)))
 
   production = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -116,14 +119,11 @@ def create_pipeline(config: BonsaiConfig,
                                      output_key="blessing"),
   ).with_id(PRODUCTION_RESOLVER_ID)
 
-  g = config.gate
   evaluator = CompressionEvaluator(
       model=converter.outputs["tflite_model"], dense_model=trainer.outputs["model"],
       examples=examples, baseline_model=production.outputs["model"],
       sparsity_blessing=sparsity_validator.outputs["blessing"],
-      label_key=config.data.label_key, max_accuracy_drop=g.max_accuracy_drop,
-      max_relative_accuracy_drop=g.max_relative_accuracy_drop,
-      min_compression_ratio=g.min_compression_ratio, max_latency_ratio=g.max_latency_ratio)
+      **arguments("gate", config_lib.compression_evaluator_settings(config)))
 
   pusher = tfx.components.Pusher(
       model=converter.outputs["tflite_model"], model_blessing=evaluator.outputs["blessing"],

@@ -5,9 +5,12 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_component
 from tfx.dsl.components.base import executor_spec
 
+from tfx_bonsai.components.common import params
 from tfx_bonsai.components.compression_evaluator import executor
-from tfx_bonsai.components.compression_evaluator import gate
+from tfx_bonsai.components.compression_evaluator import settings
 from tfx_bonsai.components.compression_evaluator import spec
+
+_DEFAULTS = settings.CompressionEvaluatorSettings
 
 
 class CompressionEvaluator(base_beam_component.BaseBeamComponent):
@@ -29,12 +32,12 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
                examples: types.BaseChannel,
                baseline_model: Optional[types.BaseChannel] = None,
                sparsity_blessing: Optional[types.BaseChannel] = None,
-               label_key: str = "label",
-               max_accuracy_drop: float = 0.01,
-               max_relative_accuracy_drop: float = 0.0,
-               min_compression_ratio: float = 10.0,
-               eval_split: str = "eval",
-               max_latency_ratio: float = 0.0):
+               label_key: str = _DEFAULTS.label_key,
+               max_accuracy_drop: float = _DEFAULTS.max_accuracy_drop,
+               max_relative_accuracy_drop: float = _DEFAULTS.max_relative_accuracy_drop,
+               min_compression_ratio: float = _DEFAULTS.min_compression_ratio,
+               eval_split: str = _DEFAULTS.eval_split,
+               max_latency_ratio: float = _DEFAULTS.max_latency_ratio):
     """Args:
       model: the candidate, a TFLiteConverter output (`Format-Serving/tflite`).
       dense_model: the Trainer's Model (Keras SavedModel taking serialized tf.Examples).
@@ -52,22 +55,15 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
       max_latency_ratio: the candidate's batch-1, 1-thread latency / the dense float
         TFLite's (TFLiteConverter's `latency_ratio` property) may be at most this, >= 0;
         0 turns the check off.
+    The parameters are the fields of `settings.CompressionEvaluatorSettings` (types,
+    defaults, rules); each may be a `tfx.dsl.experimental.RuntimeParameter`, checked when
+    the run starts.
     """
-    gate.GateConfig(max_accuracy_drop=max_accuracy_drop,
-                    max_relative_accuracy_drop=max_relative_accuracy_drop,
-                    min_compression_ratio=min_compression_ratio,
-                    max_latency_ratio=max_latency_ratio).validate()
-    for name, value in ((spec.LABEL_KEY, label_key), (spec.EVAL_SPLIT_KEY, eval_split)):
-      if not isinstance(value, str) or not value:
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    chosen = params.component_settings(settings.CompressionEvaluatorSettings, locals())
     outputs = spec.CompressionEvaluatorSpec.OUTPUTS
     super().__init__(spec.CompressionEvaluatorSpec(
         model=model, dense_model=dense_model, examples=examples,
         baseline_model=baseline_model, sparsity_blessing=sparsity_blessing,
-        label_key=label_key, eval_split=eval_split,
-        max_accuracy_drop=float(max_accuracy_drop),
-        max_relative_accuracy_drop=float(max_relative_accuracy_drop),
-        min_compression_ratio=float(min_compression_ratio),
-        max_latency_ratio=float(max_latency_ratio),
         evaluation=types.Channel(type=outputs[spec.EVALUATION_KEY].type),
-        blessing=types.Channel(type=outputs[spec.BLESSING_KEY].type)))
+        blessing=types.Channel(type=outputs[spec.BLESSING_KEY].type),
+        **chosen.to_exec_properties()))

@@ -5,7 +5,7 @@ All models are evaluated in one TFMA run (one EvalConfig, one ModelEvaluation): 
 candidate and production TFLite models (`tf_lite`) and the dense Keras SavedModel
 (`tf_keras`, fed serialized tf.Examples). TFMA 0.52's default extractors refuse to
 mix tf_lite with other model types, so the prediction step chains TFMA's own
-TFLite and model-signature DoFns, one model at a time (`_MixedPredictions`).
+TFLite and model-signature DoFns, one model at a time (`extractors.py`).
 
 A failing evaluation does not fail the component: the blessing is written
 NOT_BLESSED with the reason "evaluation failed: ...", so the stock Pusher runs and
@@ -16,20 +16,9 @@ import time
 from typing import Any, Dict, List, Optional
 
 from absl import logging
-import apache_beam as beam
-import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis import constants as tfma_constants
-from tensorflow_model_analysis.extractors import example_weights_extractor
-from tensorflow_model_analysis.extractors import extractor as tfma_extractor
-from tensorflow_model_analysis.extractors import features_extractor
-from tensorflow_model_analysis.extractors import labels_extractor
-from tensorflow_model_analysis.extractors import predictions_extractor
-from tensorflow_model_analysis.extractors import slice_key_extractor
-from tensorflow_model_analysis.extractors import tflite_predict_extractor
-from tensorflow_model_analysis.extractors import unbatch_extractor
 from tensorflow_model_analysis.proto import config_pb2
-from tensorflow_model_analysis.utils import model_util
 from tfx import types
 from tfx.components.evaluator import constants as evaluator_constants
 from tfx.components.evaluator import executor as tfx_evaluator_executor
@@ -41,25 +30,21 @@ from tfx_bsl.tfxio import tensor_adapter
 from tfx_bonsai.components.common import blessing as blessing_lib
 from tfx_bonsai.components.common import examples as examples_lib
 from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.common import tflite
+from tfx_bonsai.components.compression_evaluator import extractors
 from tfx_bonsai.components.compression_evaluator import gate
+from tfx_bonsai.components.compression_evaluator import settings
 from tfx_bonsai.components.compression_evaluator import spec
-from tfx_bonsai.components.tflite_converter import conversion
-from tfx_bonsai.components.tflite_converter import spec as converter_spec
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 EXAMPLE_COUNT_METRIC = "example_count"
 _TELEMETRY_DESCRIPTORS = ["CompressionEvaluator"]
-_PER_MODEL_PREDICTIONS = "_compression_evaluator_predictions"
 
 
-def config_from_properties(exec_properties: Dict[str, Any]) -> gate.GateConfig:
-  return gate.GateConfig(
-      max_accuracy_drop=float(exec_properties[spec.MAX_ACCURACY_DROP_KEY]),
-      max_relative_accuracy_drop=float(
-          exec_properties.get(spec.MAX_RELATIVE_ACCURACY_DROP_KEY) or 0.0),
-      min_compression_ratio=float(exec_properties[spec.MIN_COMPRESSION_RATIO_KEY]),
-      max_latency_ratio=float(exec_properties.get(spec.MAX_LATENCY_RATIO_KEY) or 0.0),
-  ).validate()
+def config_from_properties(
+    exec_properties: Dict[str, Any]) -> settings.CompressionEvaluatorSettings:
+  """The validated settings (a RuntimeParameter's resolved value is checked here)."""
+  return settings.CompressionEvaluatorSettings.from_exec_properties(exec_properties)
 
 
 def make_eval_config(label_key: str, with_production: bool) -> config_pb2.EvalConfig:
@@ -84,79 +69,6 @@ def make_eval_config(label_key: str, with_production: bool) -> config_pb2.EvalCo
       slicing_specs=[config_pb2.SlicingSpec()])
   config.options.include_default_metrics.value = False
   return config
-
-
-def _stash(extracts, model_name: str):
-  """Moves this model's predictions aside so the next model's DoFn can write its own."""
-  result = dict(extracts)
-  per_model = dict(result.get(_PER_MODEL_PREDICTIONS) or {})
-  per_model[model_name] = result.pop(tfma_constants.PREDICTIONS_KEY)
-  result[_PER_MODEL_PREDICTIONS] = per_model
-  return result
-
-
-def _unstash(extracts):
-  """Predictions keyed by model name; a single model's unkeyed, as TFMA expects them."""
-  result = dict(extracts)
-  per_model = result.pop(_PER_MODEL_PREDICTIONS)
-  result[tfma_constants.PREDICTIONS_KEY] = (next(iter(per_model.values()))
-                                            if len(per_model) == 1 else per_model)
-  return result
-
-
-class TFLitePredictionDoFn(tflite_predict_extractor.TFLitePredictionDoFn):
-  """TFMA's TFLite prediction DoFn with TFLite's default delegates (XNNPack) on, one thread.
-
-  TFMA 0.52 builds its interpreters with BUILTIN_WITHOUT_DEFAULT_DELEGATES (a TODO for
-  b/207600661), i.e. without XNNPack: about 3x slower per example on the seed's int8 CNN,
-  and not what a deployed model runs with. TFLiteConverter has already proven the
-  candidate prepares and agrees under XNNPack. Beam's workers give the parallelism, so
-  each interpreter uses one thread. Batches run as TFMA runs them: one invoke per batch.
-  """
-
-  def _make_interpreter(self, **kwargs) -> tf.lite.Interpreter:
-    kwargs.pop("experimental_op_resolver_type", None)
-    return tf.lite.Interpreter(num_threads=1, **kwargs)
-
-
-@beam.ptransform_fn
-def _MixedPredictions(extracts, eval_config: config_pb2.EvalConfig,  # pylint: disable=invalid-name
-                      eval_shared_models: Dict[str, tfma.EvalSharedModel]):
-  """Every model's predictions keyed by model name, as TFMA's multi-model extractors store them."""
-  for model_spec in eval_config.model_specs:
-    name = model_spec.name
-    single = {"": eval_shared_models[name]}
-    if model_spec.model_type == tfma_constants.TF_LITE:
-      do_fn = TFLitePredictionDoFn(
-          eval_config=config_pb2.EvalConfig(model_specs=[model_spec]), eval_shared_models=single)
-    else:
-      do_fn = model_util.ModelSignaturesDoFn(
-          model_specs=[model_spec], eval_shared_models=single,
-          output_keypath=[tfma_constants.PREDICTIONS_KEY],
-          signature_names={"": [model_spec.signature_name]}, prefer_dict_outputs=False)
-    extracts = (extracts
-                | f"Predict[{name}]" >> beam.ParDo(do_fn)
-                | f"Stash[{name}]" >> beam.Map(_stash, name))
-  return extracts | "CollectPredictions" >> beam.Map(_unstash)
-
-
-def make_extractors(eval_config: config_pb2.EvalConfig,
-                    eval_shared_models: Dict[str, tfma.EvalSharedModel],
-                    tensor_adapter_config: tensor_adapter.TensorAdapterConfig):
-  """TFMA's default extractors for TFLite models, with the mixed-model prediction step."""
-  return [
-      features_extractor.FeaturesExtractor(
-          eval_config=eval_config,
-          tensor_representations=tensor_adapter_config.tensor_representations),
-      labels_extractor.LabelsExtractor(eval_config=eval_config),
-      example_weights_extractor.ExampleWeightsExtractor(eval_config=eval_config),
-      tfma_extractor.Extractor(
-          stage_name=predictions_extractor.PREDICTIONS_EXTRACTOR_STAGE_NAME,
-          ptransform=_MixedPredictions(  # pylint: disable=no-value-for-parameter
-              eval_config=eval_config, eval_shared_models=eval_shared_models)),
-      unbatch_extractor.UnbatchExtractor(),
-      slice_key_extractor.SliceKeyExtractor(eval_config=eval_config),
-  ]
 
 
 def read_overall_metrics(output_path: str) -> Dict[str, Dict[str, float]]:
@@ -188,8 +100,7 @@ class Executor(tfx_evaluator_executor.Executor):
          exec_properties: Dict[str, Any]) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
     config = config_from_properties(exec_properties)
-    label_key = exec_properties[spec.LABEL_KEY]
-    eval_split = exec_properties[spec.EVAL_SPLIT_KEY]
+    label_key, eval_split = config.label_key, config.eval_split
     candidate = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
     dense = artifact_utils.get_single_instance(input_dict[spec.DENSE_MODEL_KEY])
     production = _optional(input_dict, spec.BASELINE_MODEL_KEY)
@@ -203,11 +114,10 @@ class Executor(tfx_evaluator_executor.Executor):
     examples_lib.check_label(schema, label_key)
     if production is not None:
       model_io.read_tflite(production.uri, spec.BASELINE_MODEL_KEY)
-    dense_tflite = conversion.convert(model_io.load_keras_model(dense.uri, compile=False),
-                                      conversion.ConversionConfig(quantization="none"))
+    dense_tflite = tflite.dense_float(model_io.load_keras_model(dense.uri, compile=False))
     measured: Dict[str, Any] = {
         gate.CANDIDATE_BYTES: len(candidate_bytes),
-        gate.CANDIDATE_GZIP_BYTES: conversion.gzip_size(candidate_bytes),
+        gate.CANDIDATE_GZIP_BYTES: tflite.gzip_size(candidate_bytes),
         gate.DENSE_TFLITE_BYTES: len(dense_tflite),
         gate.CANDIDATE_ACCURACY: None,
         gate.DENSE_ACCURACY: None,
@@ -216,9 +126,9 @@ class Executor(tfx_evaluator_executor.Executor):
       measured[gate.PRODUCTION_ACCURACY] = None
     if sparsity_blessing is not None:
       measured[gate.SPARSITY_PASSED] = blessing_lib.is_blessed(sparsity_blessing)
-    if candidate.has_custom_property(converter_spec.LATENCY_RATIO_PROPERTY):
+    if candidate.has_custom_property(tflite.LATENCY_RATIO_PROPERTY):
       measured[gate.LATENCY_RATIO] = candidate.get_float_custom_property(
-          converter_spec.LATENCY_RATIO_PROPERTY)
+          tflite.LATENCY_RATIO_PROPERTY)
 
     errors = []
     try:
@@ -276,7 +186,7 @@ class Executor(tfx_evaluator_executor.Executor):
            | "ExtractEvaluateAndWriteResults" >> tfma.ExtractEvaluateAndWriteResults(
                eval_shared_model=list(shared_models.values()),
                eval_config=eval_config,
-               extractors=make_extractors(eval_config, shared_models, adapter_config),
+               extractors=extractors.make_extractors(eval_config, shared_models, adapter_config),
                output_path=output_path,
                tensor_adapter_config=adapter_config))
     seconds = time.monotonic() - start

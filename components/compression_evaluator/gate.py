@@ -9,6 +9,8 @@ import dataclasses
 import math
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from tfx_bonsai.components.compression_evaluator import settings
+
 # Keys of the `measured` dict.
 CANDIDATE_ACCURACY = "candidate_accuracy"
 DENSE_ACCURACY = "dense_accuracy"
@@ -35,40 +37,8 @@ SPARSITY = "sparsity"
 _EPSILON = 1e-9
 
 
-@dataclasses.dataclass(frozen=True)
-class GateConfig:
-  """Thresholds of the gate.
-
-  max_accuracy_drop: absolute accuracy the candidate may lose against the dense model
-    (and against the production model, when there is one), in [0, 1].
-  max_relative_accuracy_drop: fraction of the dense accuracy the candidate may lose,
-    in [0, 1); 0 turns the check off.
-  min_compression_ratio: dense float TFLite bytes / candidate gzipped bytes, > 1.
-  max_latency_ratio: candidate latency / dense float TFLite latency (batch 1, 1 thread)
-    the candidate may have, >= 0; 0 turns the check off.
-  """
-  max_accuracy_drop: float = 0.01
-  max_relative_accuracy_drop: float = 0.0
-  min_compression_ratio: float = 10.0
-  max_latency_ratio: float = 0.0
-
-  def validate(self) -> "GateConfig":
-    """Returns self; raises ValueError naming the first invalid field and its allowed values."""
-    for name in dataclasses.fields(self):
-      value = getattr(self, name.name)
-      if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name.name} must be a number, got {value!r}")
-    if not 0.0 <= self.max_accuracy_drop <= 1.0:
-      raise ValueError(f"max_accuracy_drop must be in [0, 1], got {self.max_accuracy_drop!r}")
-    if not 0.0 <= self.max_relative_accuracy_drop < 1.0:
-      raise ValueError("max_relative_accuracy_drop must be in [0, 1) (0 turns it off), "
-                       f"got {self.max_relative_accuracy_drop!r}")
-    if not (self.min_compression_ratio > 1.0 and math.isfinite(self.min_compression_ratio)):
-      raise ValueError(f"min_compression_ratio must be > 1, got {self.min_compression_ratio!r}")
-    if not (self.max_latency_ratio >= 0.0 and math.isfinite(self.max_latency_ratio)):
-      raise ValueError("max_latency_ratio must be >= 0 (0 turns it off), "
-                       f"got {self.max_latency_ratio!r}")
-    return self
+# The gate's thresholds are the component's settings (one definition of names, defaults, rules).
+GateConfig = settings.CompressionEvaluatorSettings
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,19 +1,23 @@
-"""CompressionEvaluator's keys and ComponentSpec: the one place its names are defined."""
+"""CompressionEvaluator's keys and ComponentSpec: the one place its names are defined
+(TFX's standard_component_specs names where they mean the same thing)."""
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
 
 from tfx_bonsai.components.common import blessing
+from tfx_bonsai.components.common import params
+from tfx_bonsai.components.compression_evaluator import settings
 
 # Inputs
-MODEL_KEY = "model"
+MODEL_KEY = standard_component_specs.MODEL_KEY
 DENSE_MODEL_KEY = "dense_model"
-BASELINE_MODEL_KEY = "baseline_model"
+BASELINE_MODEL_KEY = standard_component_specs.BASELINE_MODEL_KEY
 SPARSITY_BLESSING_KEY = "sparsity_blessing"
-EXAMPLES_KEY = "examples"
+EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 # Outputs
-EVALUATION_KEY = "evaluation"
-BLESSING_KEY = "blessing"
-# Parameters
+EVALUATION_KEY = standard_component_specs.EVALUATION_KEY
+BLESSING_KEY = standard_component_specs.BLESSING_KEY
+# Parameters (their types, defaults and rules: settings.CompressionEvaluatorSettings)
 LABEL_KEY = "label_key"
 EVAL_SPLIT_KEY = "eval_split"
 MAX_ACCURACY_DROP_KEY = "max_accuracy_drop"
@@ -34,14 +38,7 @@ PRODUCTION_MODEL_NAME = "production"
 
 class CompressionEvaluatorSpec(component_spec.ComponentSpec):
   """Inputs, outputs and parameters of CompressionEvaluator."""
-  PARAMETERS = {
-      LABEL_KEY: component_spec.ExecutionParameter(type=str),
-      EVAL_SPLIT_KEY: component_spec.ExecutionParameter(type=str),
-      MAX_ACCURACY_DROP_KEY: component_spec.ExecutionParameter(type=float),
-      MAX_RELATIVE_ACCURACY_DROP_KEY: component_spec.ExecutionParameter(type=float),
-      MIN_COMPRESSION_RATIO_KEY: component_spec.ExecutionParameter(type=float),
-      MAX_LATENCY_RATIO_KEY: component_spec.ExecutionParameter(type=float, optional=True),
-  }
+  PARAMETERS = params.execution_parameters(settings.CompressionEvaluatorSettings)
   INPUTS = {
       MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),
       DENSE_MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),

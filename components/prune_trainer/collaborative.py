@@ -26,34 +26,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from tfx_bonsai.components.prune_trainer import pruning
-
-MAX_CLUSTERS = 256  # an 8-bit weight cannot hold more distinct values
-
-
-@dataclasses.dataclass(frozen=True)
-class CollaborativeConfig:
-  """Which collaborative steps run after pruning; zeros turn a step off."""
-  clusters: int = 0           # 0: no clustering; else shared values per layer, 2..256
-  cluster_epochs: int = 1
-  qat_epochs: int = 0         # 0: no quantization-aware training
-  learning_rate: float = 1e-4
-
-  @property
-  def enabled(self) -> bool:
-    return bool(self.clusters or self.qat_epochs)
-
-  def validate(self) -> "CollaborativeConfig":
-    """Raises PruningError naming the first invalid field and its allowed values."""
-    if self.clusters != 0 and not 2 <= self.clusters <= MAX_CLUSTERS:
-      raise pruning.PruningError(f"collaborative.clusters must be 0 (off) or in [2, {MAX_CLUSTERS}], "
-                                 f"got {self.clusters}")
-    if self.clusters and self.cluster_epochs < 1:
-      raise pruning.PruningError(f"collaborative.cluster_epochs must be >= 1, got {self.cluster_epochs}")
-    if self.qat_epochs < 0:
-      raise pruning.PruningError(f"collaborative.qat_epochs must be >= 0 (0: off), got {self.qat_epochs}")
-    if not self.learning_rate > 0:
-      raise pruning.PruningError(f"collaborative.learning_rate must be > 0, got {self.learning_rate}")
-    return self
+from tfx_bonsai.components.prune_trainer.settings import CollaborativeConfig  # noqa: F401
 
 
 @dataclasses.dataclass

@@ -15,48 +15,18 @@ from tfx.utils import io_utils
 
 from tfx_bonsai.components.common import examples as examples_lib
 from tfx_bonsai.components.common import model_io
-from tfx_bonsai.components.common import params
 from tfx_bonsai.components.prune_trainer import collaborative
 from tfx_bonsai.components.prune_trainer import pruning
 from tfx_bonsai.components.prune_trainer import search
+from tfx_bonsai.components.prune_trainer import settings
 from tfx_bonsai.components.prune_trainer import spec
 
 REPORT_FILE = "pruning.json"
 
 
-def config_from_properties(exec_properties: Dict[str, Any]) -> pruning.PruningConfig:
-  return pruning.PruningConfig(
-      target_sparsity=float(exec_properties[spec.TARGET_SPARSITY_KEY]),
-      initial_sparsity=float(exec_properties[spec.INITIAL_SPARSITY_KEY]),
-      schedule=exec_properties[spec.SCHEDULE_KEY],
-      epochs=int(exec_properties[spec.EPOCHS_KEY]),
-      begin_step=int(exec_properties[spec.BEGIN_STEP_KEY]),
-      end_step=int(exec_properties.get(spec.END_STEP_KEY) or 0),
-      frequency=int(exec_properties[spec.FREQUENCY_KEY]),
-      batch_size=int(exec_properties[spec.BATCH_SIZE_KEY]),
-      learning_rate=float(exec_properties[spec.LEARNING_RATE_KEY]),
-      include_layers=tuple(params.get_list(exec_properties, spec.INCLUDE_LAYERS_KEY)),
-      exclude_layers=tuple(params.get_list(exec_properties, spec.EXCLUDE_LAYERS_KEY)),
-      sparsity_m_by_n=exec_properties.get(spec.SPARSITY_M_BY_N_KEY) or "",
-      pruning_policy=exec_properties.get(spec.PRUNING_POLICY_KEY) or "",
-      allocation=exec_properties.get(spec.ALLOCATION_KEY) or "uniform",
-  ).validate()
-
-
-def search_from_properties(exec_properties: Dict[str, Any]) -> Optional[search.SearchConfig]:
-  """The search configuration, or None when `search_levels` is empty (plain pruning)."""
-  levels = params.get_list(exec_properties, spec.SEARCH_LEVELS_KEY)
-  if not levels:
-    return None
-  defaults = search.SearchConfig()
-  value = lambda key, default: default if exec_properties.get(key) is None else exec_properties[key]
-  return search.SearchConfig(
-      levels=tuple(float(x) for x in levels),
-      max_accuracy_drop=float(value(spec.SEARCH_MAX_ACCURACY_DROP_KEY, defaults.max_accuracy_drop)),
-      max_trials=int(value(spec.SEARCH_MAX_TRIALS_KEY, defaults.max_trials)),
-      time_budget_s=float(value(spec.SEARCH_TIME_BUDGET_KEY, defaults.time_budget_s)),
-      epochs_per_trial=int(value(spec.SEARCH_EPOCHS_KEY, defaults.epochs_per_trial)),
-  ).validate()
+def config_from_properties(exec_properties: Dict[str, Any]) -> settings.PruneTrainerSettings:
+  """The validated settings (a RuntimeParameter's resolved value is checked here)."""
+  return settings.PruneTrainerSettings.from_exec_properties(exec_properties)
 
 
 def check_labels_fit(model, examples, split: str, schema, label_key: str,
@@ -77,17 +47,6 @@ def check_labels_fit(model, examples, split: str, schema, label_key: str,
         f"[0, {classes - 1}]")
 
 
-def collaborative_from_properties(exec_properties: Dict[str, Any]) -> collaborative.CollaborativeConfig:
-  defaults = collaborative.CollaborativeConfig()
-  value = lambda key, default: default if exec_properties.get(key) is None else exec_properties[key]
-  return collaborative.CollaborativeConfig(
-      clusters=int(value(spec.CLUSTERS_KEY, defaults.clusters)),
-      cluster_epochs=int(value(spec.CLUSTER_EPOCHS_KEY, defaults.cluster_epochs)),
-      qat_epochs=int(value(spec.QAT_EPOCHS_KEY, defaults.qat_epochs)),
-      learning_rate=float(value(spec.COLLABORATIVE_LEARNING_RATE_KEY, defaults.learning_rate)),
-  ).validate()
-
-
 class Executor(base_executor.BaseExecutor):
   """Fine-tunes the upstream model with magnitude pruning and saves it stripped."""
 
@@ -96,15 +55,13 @@ class Executor(base_executor.BaseExecutor):
          exec_properties: Dict[str, Any]) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
     config = config_from_properties(exec_properties)
-    search_config = search_from_properties(exec_properties)
-    collab_config = collaborative_from_properties(exec_properties)
+    search_config = config.search_config()
+    collab_config = config.collaborative_config()
     examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
     model_artifact = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
     output = artifact_utils.get_single_instance(output_dict[spec.PRUNED_MODEL_KEY])
     model_run = artifact_utils.get_single_instance(output_dict[spec.MODEL_RUN_KEY])
-    label_key = exec_properties[spec.LABEL_KEY]
-    train_split = exec_properties[spec.TRAIN_SPLIT_KEY]
-    eval_split = exec_properties[spec.EVAL_SPLIT_KEY]
+    label_key, train_split, eval_split = config.label_key, config.train_split, config.eval_split
 
     # Everything that can be checked cheaply is checked before any training.
     model = model_io.load_keras_model(model_artifact.uri)
@@ -124,7 +81,7 @@ class Executor(base_executor.BaseExecutor):
     num_eval = examples_lib.count_examples(examples, eval_split)
     logging.info("PruneTrainer: %d train / %d eval examples", num_train, num_eval)
 
-    train_ds, eval_ds = self._datasets(exec_properties, examples, schema, model, label_key,
+    train_ds, eval_ds = self._datasets(config.module_file, examples, schema, model, label_key,
                                        train_split, eval_split, config.batch_size)
     search_report = None
     if search_config is not None:
@@ -186,10 +143,9 @@ class Executor(base_executor.BaseExecutor):
     logging.info("PruneTrainer: no schema given; inferring one from the '%s' split", train_split)
     return examples_lib.infer_schema(examples, train_split)
 
-  def _datasets(self, exec_properties, examples, schema, model, label_key, train_split,
+  def _datasets(self, module_file, examples, schema, model, label_key, train_split,
                 eval_split, batch_size):
     """(train, eval) datasets of (model inputs, label): the user's input_fn, or tfx_bsl's."""
-    module_file = exec_properties.get(spec.MODULE_FILE_KEY)
     if module_file:
       input_fn = import_utils.import_func_from_source(module_file, "input_fn")
       accessor = fn_args_utils.DataAccessor(

@@ -14,89 +14,15 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
-SCHEDULES = ("polynomial", "constant")
-ALLOCATIONS = ("uniform", "global_magnitude")
+from tfx_bonsai.components.prune_trainer.settings import PruningError  # noqa: F401
+# The pruning part of the settings (pure code takes the whole settings object).
+from tfx_bonsai.components.prune_trainer.settings import PruneTrainerSettings as PruningConfig
+
 # No layer is pruned beyond this by the global allocation: a layer at 100 % cuts the network.
 MAX_LAYER_SPARSITY = 0.995
-POLICIES = ("", "xnnpack")
 # Recovery time between pruning steps when `frequency` is not given: about this many
 # pruning events over the fine-tune, never more than every step nor rarer than the seed's 100.
 _AUTO_PRUNING_EVENTS = 16
-
-
-
-class PruningError(ValueError):
-  """A pruning configuration or model that cannot work, naming the field or layer."""
-
-
-@dataclasses.dataclass(frozen=True)
-class PruningConfig:
-  """How to prune. Defaults follow the seed (50% -> 90%, 4 epochs) but reach the target."""
-  target_sparsity: float = 0.9
-  initial_sparsity: float = 0.5
-  schedule: str = "polynomial"
-  epochs: int = 4
-  begin_step: int = 0
-  end_step: int = 0           # 0: the last pruning event of the fine-tune (target reached)
-  frequency: int = 0          # 0: chosen so the target is reached within the fine-tune
-  batch_size: int = 32
-  learning_rate: float = 1e-3
-  include_layers: Tuple[str, ...] = ()   # regexes on layer names; empty: every prunable layer
-  exclude_layers: Tuple[str, ...] = ()
-  sparsity_m_by_n: str = ""   # "" or "M:N", e.g. "2:4"
-  pruning_policy: str = ""    # "" or "xnnpack" (PruneForLatencyOnXNNPack)
-  allocation: str = "uniform"  # or "global_magnitude": one magnitude threshold across layers
-
-  def validate(self) -> "PruningConfig":
-    """Raises PruningError naming the first invalid field and its allowed values."""
-    if not 0.0 <= self.target_sparsity < 1.0:
-      raise PruningError(f"target_sparsity must be in [0, 1), got {self.target_sparsity}")
-    if self.schedule not in SCHEDULES:
-      raise PruningError(f"schedule must be one of {list(SCHEDULES)}, got '{self.schedule}'")
-    if self.schedule == "polynomial" and not 0.0 <= self.initial_sparsity <= self.target_sparsity:
-      raise PruningError(
-          f"initial_sparsity must be in [0, target_sparsity={self.target_sparsity}], "
-          f"got {self.initial_sparsity}")
-    for name in ("epochs", "batch_size"):
-      if getattr(self, name) < 1:
-        raise PruningError(f"{name} must be >= 1, got {getattr(self, name)}")
-    if self.begin_step < 0:
-      raise PruningError(f"begin_step must be >= 0, got {self.begin_step}")
-    if self.end_step < 0 or (self.end_step and self.end_step <= self.begin_step):
-      raise PruningError(f"end_step must be > begin_step={self.begin_step}, or 0 to choose it, "
-                         f"got {self.end_step}")
-    if self.frequency < 0:
-      raise PruningError(f"frequency must be >= 1, or 0 to choose it, got {self.frequency}")
-    if not self.learning_rate > 0:
-      raise PruningError(f"learning_rate must be > 0, got {self.learning_rate}")
-    for name in ("include_layers", "exclude_layers"):
-      for pattern in getattr(self, name):
-        try:
-          re.compile(pattern)
-        except re.error as e:
-          raise PruningError(f"{name}: '{pattern}' is not a valid regular expression ({e})") from e
-    self.m_by_n  # pylint: disable=pointless-statement  (parses and checks)
-    if self.pruning_policy not in POLICIES:
-      raise PruningError(f"pruning_policy must be one of {list(POLICIES)}, got '{self.pruning_policy}'")
-    if self.allocation not in ALLOCATIONS:
-      raise PruningError(f"allocation must be one of {list(ALLOCATIONS)}, got '{self.allocation}'")
-    if self.allocation == "global_magnitude" and (self.m_by_n or self.pruning_policy):
-      raise PruningError("allocation 'global_magnitude' sets a sparsity per layer; it cannot be "
-                         "combined with sparsity_m_by_n or pruning_policy")
-    if self.pruning_policy == "xnnpack" and (self.m_by_n or self.include_layers or self.exclude_layers):
-      raise PruningError("pruning_policy 'xnnpack' prunes the whole model with XNNPack's structure; "
-                         "it cannot be combined with sparsity_m_by_n, include_layers or exclude_layers")
-    return self
-
-  @property
-  def m_by_n(self) -> Optional[Tuple[int, int]]:
-    if not self.sparsity_m_by_n:
-      return None
-    match = re.fullmatch(r"(\d+):(\d+)", self.sparsity_m_by_n)
-    if not match or not 0 < int(match.group(1)) < int(match.group(2)):
-      raise PruningError(f"sparsity_m_by_n must be '' or 'M:N' with 0 < M < N (e.g. '2:4'), "
-                         f"got '{self.sparsity_m_by_n}'")
-    return int(match.group(1)), int(match.group(2))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,35 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_bonsai.components.prune_trainer import pruning
-
-DEFAULT_LEVELS = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995)
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchConfig:
-  """How to search. `max_accuracy_drop` is absolute, on the eval split, vs the dense model."""
-  levels: Tuple[float, ...] = DEFAULT_LEVELS
-  max_accuracy_drop: float = 0.01
-  max_trials: int = 8
-  time_budget_s: float = 0.0      # 0: no limit
-  epochs_per_trial: int = 2
-  bisect: bool = True
-
-  def validate(self) -> "SearchConfig":
-    if not self.levels:
-      raise pruning.PruningError("search.levels must list at least one sparsity level")
-    if any(not 0.0 < s < 1.0 for s in self.levels) or list(self.levels) != sorted(set(self.levels)):
-      raise pruning.PruningError(f"search.levels must be increasing values in (0, 1), got "
-                                 f"{list(self.levels)}")
-    if not 0.0 <= self.max_accuracy_drop <= 1.0:
-      raise pruning.PruningError(f"search.max_accuracy_drop must be in [0, 1], got {self.max_accuracy_drop}")
-    if self.max_trials < 1:
-      raise pruning.PruningError(f"search.max_trials must be >= 1, got {self.max_trials}")
-    if self.time_budget_s < 0:
-      raise pruning.PruningError(f"search.time_budget_s must be >= 0 (0: no limit), got {self.time_budget_s}")
-    if self.epochs_per_trial < 1:
-      raise pruning.PruningError(f"search.epochs_per_trial must be >= 1, got {self.epochs_per_trial}")
-    return self
+from tfx_bonsai.components.prune_trainer.settings import SearchConfig  # noqa: F401
 
 
 @dataclasses.dataclass

@@ -1,18 +1,21 @@
-"""PruneTrainer's keys and ComponentSpec: the one place its names are defined."""
-from typing import List
-
+"""PruneTrainer's keys and ComponentSpec: the one place its names are defined
+(TFX's standard_component_specs names where they mean the same thing)."""
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
+
+from tfx_bonsai.components.common import params
+from tfx_bonsai.components.prune_trainer import settings
 
 # Inputs
-EXAMPLES_KEY = "examples"
-MODEL_KEY = "model"
-SCHEMA_KEY = "schema"
-TRANSFORM_GRAPH_KEY = "transform_graph"
+EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
+MODEL_KEY = standard_component_specs.MODEL_KEY
+SCHEMA_KEY = standard_component_specs.SCHEMA_KEY
+TRANSFORM_GRAPH_KEY = standard_component_specs.TRANSFORM_GRAPH_KEY
 # Outputs
 PRUNED_MODEL_KEY = "pruned_model"
-MODEL_RUN_KEY = "model_run"
-# Parameters
+MODEL_RUN_KEY = standard_component_specs.MODEL_RUN_KEY
+# Parameters (their types, defaults and rules: settings.PruneTrainerSettings)
 LABEL_KEY = "label_key"
 TRAIN_SPLIT_KEY = "train_split"
 EVAL_SPLIT_KEY = "eval_split"
@@ -29,7 +32,7 @@ INCLUDE_LAYERS_KEY = "include_layers"
 EXCLUDE_LAYERS_KEY = "exclude_layers"
 SPARSITY_M_BY_N_KEY = "sparsity_m_by_n"
 PRUNING_POLICY_KEY = "pruning_policy"
-MODULE_FILE_KEY = "module_file"
+MODULE_FILE_KEY = standard_component_specs.MODULE_FILE_KEY
 ALLOCATION_KEY = "allocation"
 SEARCH_LEVELS_KEY = "search_levels"
 SEARCH_MAX_ACCURACY_DROP_KEY = "search_max_accuracy_drop"
@@ -48,36 +51,7 @@ QUANTIZATION_AWARE_PROPERTY = "quantization_aware"   # 1 when the model carries 
 
 class PruneTrainerSpec(component_spec.ComponentSpec):
   """Inputs, outputs and parameters of PruneTrainer."""
-  PARAMETERS = {
-      LABEL_KEY: component_spec.ExecutionParameter(type=str),
-      TRAIN_SPLIT_KEY: component_spec.ExecutionParameter(type=str),
-      EVAL_SPLIT_KEY: component_spec.ExecutionParameter(type=str),
-      TARGET_SPARSITY_KEY: component_spec.ExecutionParameter(type=float),
-      INITIAL_SPARSITY_KEY: component_spec.ExecutionParameter(type=float),
-      SCHEDULE_KEY: component_spec.ExecutionParameter(type=str),
-      EPOCHS_KEY: component_spec.ExecutionParameter(type=int),
-      BEGIN_STEP_KEY: component_spec.ExecutionParameter(type=int),
-      END_STEP_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-      FREQUENCY_KEY: component_spec.ExecutionParameter(type=int),
-      BATCH_SIZE_KEY: component_spec.ExecutionParameter(type=int),
-      LEARNING_RATE_KEY: component_spec.ExecutionParameter(type=float),
-      INCLUDE_LAYERS_KEY: component_spec.ExecutionParameter(type=List[str], optional=True),
-      EXCLUDE_LAYERS_KEY: component_spec.ExecutionParameter(type=List[str], optional=True),
-      SPARSITY_M_BY_N_KEY: component_spec.ExecutionParameter(type=str, optional=True),
-      PRUNING_POLICY_KEY: component_spec.ExecutionParameter(type=str, optional=True),
-      MODULE_FILE_KEY: component_spec.ExecutionParameter(type=str, optional=True),
-      ALLOCATION_KEY: component_spec.ExecutionParameter(type=str, optional=True),
-      SEARCH_LEVELS_KEY: component_spec.ExecutionParameter(type=List[float], optional=True),
-      SEARCH_MAX_ACCURACY_DROP_KEY: component_spec.ExecutionParameter(type=float, optional=True),
-      SEARCH_MAX_TRIALS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-      SEARCH_TIME_BUDGET_KEY: component_spec.ExecutionParameter(type=float, optional=True),
-      SEARCH_EPOCHS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-      CLUSTERS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-      CLUSTER_EPOCHS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-      QAT_EPOCHS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-      COLLABORATIVE_LEARNING_RATE_KEY: component_spec.ExecutionParameter(type=float,
-                                                                         optional=True),
-  }
+  PARAMETERS = params.execution_parameters(settings.PruneTrainerSettings)
   INPUTS = {
       EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
       MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),

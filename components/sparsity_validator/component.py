@@ -5,9 +5,12 @@ from tfx import types
 from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
 
+from tfx_bonsai.components.common import params
 from tfx_bonsai.components.sparsity_validator import executor
-from tfx_bonsai.components.sparsity_validator import sparsity
+from tfx_bonsai.components.sparsity_validator import settings
 from tfx_bonsai.components.sparsity_validator import spec
+
+_DEFAULTS = settings.SparsityValidatorSettings
 
 
 class SparsityValidator(base_component.BaseComponent):
@@ -23,11 +26,11 @@ class SparsityValidator(base_component.BaseComponent):
   def __init__(self,
                model: types.BaseChannel,
                tflite_model: Optional[types.BaseChannel] = None,
-               min_sparsity: float = 0.85,
+               min_sparsity: float = _DEFAULTS.min_sparsity,
                per_layer_min_sparsity: Optional[Mapping[str, float]] = None,
-               tolerance: float = 0.01,
-               include_all_tensors: bool = False,
-               sparsity_m_by_n: str = ""):
+               tolerance: float = _DEFAULTS.tolerance,
+               include_all_tensors: bool = _DEFAULTS.include_all_tensors,
+               sparsity_m_by_n: str = _DEFAULTS.sparsity_m_by_n):
     """Args:
       model: a Model channel (Trainer's or PruneTrainer's output).
       tflite_model: optional, TFLiteConverter's `tflite_model` from `model`: its weight
@@ -38,27 +41,16 @@ class SparsityValidator(base_component.BaseComponent):
       include_all_tensors: count biases and BatchNorm tensors in the global figure.
       sparsity_m_by_n: "" or "M:N" (as PruneTrainer/TFMOT): at least M zeros in every N
         consecutive kernel weights along the input channels.
+    The parameters are the fields of `settings.SparsityValidatorSettings` (types,
+    defaults, rules); scalar ones may be `tfx.dsl.experimental.RuntimeParameter`s
+    (booleans of ptype int), checked when the run starts.
     """
-    sparsity.check_fraction(spec.MIN_SPARSITY_KEY, min_sparsity)
-    sparsity.check_fraction(spec.TOLERANCE_KEY, tolerance)
-    per_layer = dict(per_layer_min_sparsity or {})
-    for layer, minimum in per_layer.items():
-      if not isinstance(layer, str) or not layer:
-        raise ValueError(f"{spec.PER_LAYER_MIN_SPARSITY_KEY} keys must be layer names, "
-                         f"got {layer!r}")
-      per_layer[layer] = sparsity.check_fraction(
-          f"{spec.PER_LAYER_MIN_SPARSITY_KEY}['{layer}']", minimum)
-    if include_all_tensors not in (True, False):
-      raise ValueError(f"{spec.INCLUDE_ALL_TENSORS_KEY} must be True or False, "
-                       f"got {include_all_tensors!r}")
-    sparsity.parse_m_by_n(sparsity_m_by_n, spec.SPARSITY_M_BY_N_KEY)
+    if per_layer_min_sparsity is not None:
+      per_layer_min_sparsity = dict(per_layer_min_sparsity)
+    chosen = params.component_settings(settings.SparsityValidatorSettings, locals())
+    outputs = spec.SparsityValidatorSpec.OUTPUTS
     super().__init__(spec.SparsityValidatorSpec(
-        model=model,
-        tflite_model=tflite_model,
-        min_sparsity=float(min_sparsity),
-        per_layer_min_sparsity=per_layer or None,
-        tolerance=float(tolerance),
-        include_all_tensors=int(bool(include_all_tensors)),
-        sparsity_m_by_n=sparsity_m_by_n,
-        report=types.Channel(type=spec.SparsityValidatorSpec.OUTPUTS[spec.REPORT_KEY].type),
-        blessing=types.Channel(type=spec.SparsityValidatorSpec.OUTPUTS[spec.BLESSING_KEY].type)))
+        model=model, tflite_model=tflite_model,
+        report=types.Channel(type=outputs[spec.REPORT_KEY].type),
+        blessing=types.Channel(type=outputs[spec.BLESSING_KEY].type),
+        **chosen.to_exec_properties()))

@@ -12,21 +12,16 @@ from tfx.utils import io_utils
 
 from tfx_bonsai.components.common import blessing as blessing_lib
 from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.sparsity_validator import report as report_lib
+from tfx_bonsai.components.sparsity_validator import settings
 from tfx_bonsai.components.sparsity_validator import sparsity
 from tfx_bonsai.components.sparsity_validator import spec
 
 
 def targets_from_properties(exec_properties: Dict[str, Any]) -> sparsity.SparsityTargets:
-  """The targets; `per_layer_min_sparsity` may arrive as a dict or as its JSON."""
-  per_layer = exec_properties.get(spec.PER_LAYER_MIN_SPARSITY_KEY)
-  if isinstance(per_layer, str):
-    per_layer = json.loads(per_layer) if per_layer.strip() not in ("", "null") else None
-  return sparsity.SparsityTargets(
-      min_sparsity=float(exec_properties[spec.MIN_SPARSITY_KEY]),
-      per_layer={k: float(v) for k, v in (per_layer or {}).items()},
-      tolerance=float(exec_properties[spec.TOLERANCE_KEY]),
-      include_all_tensors=bool(int(exec_properties.get(spec.INCLUDE_ALL_TENSORS_KEY) or 0)),
-      m_by_n=exec_properties.get(spec.SPARSITY_M_BY_N_KEY) or "")
+  """The validated targets (a RuntimeParameter's resolved value is checked here)."""
+  return sparsity.SparsityTargets.from_settings(
+      settings.SparsityValidatorSettings.from_exec_properties(exec_properties))
 
 
 class Executor(base_executor.BaseExecutor):
@@ -56,7 +51,7 @@ class Executor(base_executor.BaseExecutor):
         json.dumps({"report": report.to_dict(), "tensors": table, "tflite_tensors": tflite_table},
                    indent=2, sort_keys=True))
     io_utils.write_string_file(os.path.join(report_artifact.uri, spec.REPORT_HTML_FILE),
-                               sparsity.render_html(report, table, tflite_table))
+                               report_lib.render_html(report, table, tflite_table))
     blessing_lib.write_blessing(blessing, report.passed, model_artifact, report.to_dict())
     blessing.set_float_custom_property(spec.GLOBAL_SPARSITY_PROPERTY, report.global_sparsity)
     if report.deployed_sparsity is not None:

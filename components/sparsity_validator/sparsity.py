@@ -5,14 +5,14 @@ weights of Dense/Conv layers) are what magnitude pruning zeroes; biases and
 BatchNormalization statistics are left dense. The global figure therefore counts
 kernels only unless asked otherwise: a fully zero bias would otherwise inflate it.
 """
-import base64
 import dataclasses
-import html
-import io
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
+
+from tfx_bonsai.components.common import settings as settings_lib
+from tfx_bonsai.components.sparsity_validator import settings
 
 KERNEL = "kernel"
 BIAS = "bias"
@@ -111,23 +111,6 @@ def tflite_tensor_table(model_bytes: bytes) -> List[Dict[str, Any]]:
   return rows
 
 
-def parse_m_by_n(value: str, name: str = "m_by_n") -> Optional[Tuple[int, int]]:
-  """'M:N' -> (M, N), TFMOT's sparsity_m_by_n: at least M zeros in every N weights; '' -> None."""
-  if not value:
-    return None
-  match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(value))
-  if not match or not 0 < int(match.group(1)) < int(match.group(2)):
-    raise ValueError(f"{name} must be '' or 'M:N' with 0 < M < N (e.g. '2:4'), got '{value}'")
-  return int(match.group(1)), int(match.group(2))
-
-
-def check_fraction(name: str, value: Any) -> float:
-  """`value` as a float in [0, 1]; ValueError naming `name` otherwise."""
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-    raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-  return float(value)
-
-
 @dataclasses.dataclass(frozen=True)
 class SparsityTargets:
   """What a model must reach.
@@ -146,17 +129,22 @@ class SparsityTargets:
   m_by_n: str = ""
 
   def __post_init__(self):
-    check_fraction("min_sparsity", self.min_sparsity)
-    check_fraction("tolerance", self.tolerance)
+    """Checks the targets with SparsityValidator's settings (ValueError naming the field)."""
     if not isinstance(self.per_layer, Mapping):
       raise ValueError(f"per_layer must map layer names to minimum sparsities, got {self.per_layer!r}")
-    for layer, minimum in self.per_layer.items():
-      if not isinstance(layer, str) or not layer:
-        raise ValueError(f"per_layer keys must be layer names, got {layer!r}")
-      check_fraction(f"per_layer['{layer}']", minimum)
-    if not isinstance(self.include_all_tensors, (bool, int)) or self.include_all_tensors not in (0, 1):
-      raise ValueError(f"include_all_tensors must be True or False, got {self.include_all_tensors!r}")
-    parse_m_by_n(self.m_by_n)
+    self.as_settings().validate()
+
+  def as_settings(self) -> settings.SparsityValidatorSettings:
+    return settings.SparsityValidatorSettings(
+        min_sparsity=self.min_sparsity, per_layer_min_sparsity=dict(self.per_layer),
+        tolerance=self.tolerance, include_all_tensors=self.include_all_tensors,
+        sparsity_m_by_n=self.m_by_n)
+
+  @classmethod
+  def from_settings(cls, chosen: settings.SparsityValidatorSettings) -> "SparsityTargets":
+    return cls(min_sparsity=chosen.min_sparsity, per_layer=dict(chosen.per_layer_min_sparsity),
+               tolerance=chosen.tolerance, include_all_tensors=chosen.include_all_tensors,
+               m_by_n=chosen.sparsity_m_by_n)
 
 
 @dataclasses.dataclass
@@ -270,7 +258,7 @@ def validate(model, targets: SparsityTargets,
                      f"{targets.min_sparsity:.3f} - tolerance {tol:.3f}: zeros were lost "
                      "after pruning (non-preserving quantization-aware training or clustering?)")
 
-  m_by_n = parse_m_by_n(targets.m_by_n)
+  m_by_n = settings_lib.parse_m_by_n(targets.m_by_n) if targets.m_by_n else None
   if m_by_n:
     m, n = m_by_n
     pairs = [(w, r) for w, r in zip(model.weights, table) if r["kind"] == KERNEL]
@@ -290,95 +278,6 @@ def validate(model, targets: SparsityTargets,
                 passed=bool(kernels) and all(c["passed"] for c in checks), reasons=reasons,
                 targets=dataclasses.asdict(targets) | {"per_layer": dict(targets.per_layer)},
                 deployed_sparsity=deployed)
-
-
-def _chart_png(report: Report) -> bytes:
-  """Horizontal bars of each layer's kernel sparsity, with the target lines."""
-  from matplotlib.backends import backend_agg  # pylint: disable=g-import-not-at-top
-  from matplotlib import figure  # pylint: disable=g-import-not-at-top
-  layers = list(report.per_layer)
-  fig = figure.Figure(figsize=(7, 1.2 + 0.35 * max(1, len(layers))))
-  backend_agg.FigureCanvasAgg(fig)
-  ax = fig.add_subplot()
-  values = [report.per_layer[name] for name in layers]
-  passed = {c["name"].split("/", 1)[1]: c["passed"] for c in report.checks
-            if c["name"].startswith("layer_sparsity/")}
-  colors = [{True: "#3a7d44", False: "#b33f40"}.get(passed.get(name), "#7f8c99")
-            for name in layers]
-  ax.barh(range(len(layers)), values, color=colors)
-  ax.set_yticks(range(len(layers)), layers)
-  ax.invert_yaxis()
-  ax.axvline(report.targets["min_sparsity"], color="black", linestyle="--",
-             label=f"global target {report.targets['min_sparsity']:.2f}")
-  label = "layer target"
-  for i, name in enumerate(layers):
-    if name in report.targets["per_layer"]:
-      ax.plot([report.targets["per_layer"][name]] * 2, [i - 0.4, i + 0.4], color="#1f4e99",
-              linewidth=2, label=label)
-      label = None
-  ax.set_xlim(0, 1)
-  ax.set_xlabel("kernel sparsity (fraction of zeros)")
-  ax.legend(loc="lower right", fontsize="small")
-  fig.tight_layout()
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format="png", dpi=100)
-  return buffer.getvalue()
-
-
-def render_html(report: Report, table: List[Dict[str, Any]],
-                tflite_table: Optional[List[Dict[str, Any]]] = None) -> str:
-  """A self-contained HTML page: verdict, per-layer chart (inline PNG), per-tensor table."""
-  esc = html.escape
-  verdict = "PASSED" if report.passed else "FAILED"
-  scope = "all tensors" if report.targets["include_all_tensors"] else "prunable kernels"
-  reasons = "".join(f"<li>{esc(r)}</li>" for r in report.reasons)
-  rows = "".join(
-      f"<tr class='{esc(r['kind'])}'><td>{esc(r['name'])}</td><td>{esc(r['layer'])}</td>"
-      f"<td>{esc(r['kind'])}</td><td>{esc('x'.join(map(str, r['shape'])))}</td>"
-      f"<td>{r['total']}</td><td>{r['zeros']}</td><td>{100 * r['sparsity']:.2f}%</td></tr>"
-      for r in table)
-  chart = ""
-  if report.per_layer:
-    chart = ("<h2>Kernel sparsity per layer</h2><img alt='kernel sparsity per layer' "
-             f"src=\"data:image/png;base64,{base64.b64encode(_chart_png(report)).decode()}\">")
-  checks = "".join(
-      f"<tr><td>{esc(c['name'])}</td><td>{c['measured']:.4f}</td><td>{c['threshold']:.4f}</td>"
-      f"<td>{c['tolerance']:.4f}</td><td>{'pass' if c['passed'] else 'FAIL'}</td></tr>"
-      for c in report.checks)
-  target = report.targets["min_sparsity"]
-  deployed = ""
-  if tflite_table is not None:
-    deployed_rows = "".join(
-        f"<tr><td>{esc(r['name'])}</td><td>{esc(r['encoding'])}</td>"
-        f"<td>{esc('x'.join(map(str, r['shape'])))}</td><td>{r['total']}</td><td>{r['zeros']}</td>"
-        f"<td>{100 * r['sparsity']:.2f}%</td></tr>" for r in tflite_table)
-    deployed = (f"<h2>Deployed TFLite kernels: {report.deployed_sparsity:.4f}</h2>"
-                "<table><tr><th>tensor</th><th>encoding</th><th>shape</th><th>total</th>"
-                f"<th>zeros</th><th>pruned</th></tr>{deployed_rows}</table>")
-  return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Sparsity report: {verdict}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 2px 8px; }}
-td:nth-child(n+5) {{ text-align: right; }}
-.verdict.PASSED {{ color: #3a7d44; }} .verdict.FAILED {{ color: #b33f40; }}
-tr.bias, tr.batchnorm, tr.other {{ color: #777; }}
-</style></head><body>
-<h1>Sparsity: <span class="verdict {verdict}">{verdict}</span></h1>
-<p>Global sparsity over {scope}: <b>{report.global_sparsity:.4f}</b>
-(target {target:.4f}, tolerance {report.targets['tolerance']:.4f}).</p>
-<ul>{reasons}</ul>
-<h2>Checks</h2>
-<table><tr><th>check</th><th>measured</th><th>threshold</th><th>tolerance</th><th>result</th></tr>
-{checks}</table>
-{chart}
-{deployed}
-<h2>Tensors</h2>
-<table><tr><th>tensor</th><th>layer</th><th>kind</th><th>shape</th><th>total</th><th>zeros</th>
-<th>pruned</th></tr>
-{rows}</table>
-</body></html>
-"""
 
 
 def format_table(table: List[Dict[str, Any]]) -> str:

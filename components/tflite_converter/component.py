@@ -6,9 +6,12 @@ from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 
-from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.components.common import params
 from tfx_bonsai.components.tflite_converter import executor
+from tfx_bonsai.components.tflite_converter import settings
 from tfx_bonsai.components.tflite_converter import spec
+
+_DEFAULTS = settings.TFLiteConverterSettings
 
 
 class TFLiteConverter(base_component.BaseComponent):
@@ -33,47 +36,27 @@ class TFLiteConverter(base_component.BaseComponent):
                model: types.BaseChannel,
                examples: Optional[types.BaseChannel] = None,
                schema: Optional[types.BaseChannel] = None,
-               quantization: str = "int8",
-               sparse_weights: bool = False,
-               int8_io: bool = False,
-               representative_examples: int = 200,
-               representative_split: str = "train",
-               agreement_examples: int = 360,
-               agreement_split: str = "eval",
-               min_agreement: float = 0.98,
-               max_abs_error: float = 0.05,
-               label_key: str = "label",
-               measure_latency: bool = True):
-    if measure_latency not in (True, False):
-      raise ValueError(f"measure_latency must be a bool (or 0/1), got {measure_latency!r}")
-    conversion.ConversionConfig(
-        quantization=quantization, sparse_weights=sparse_weights, int8_io=int8_io,
-        representative_examples=representative_examples,
-        agreement_examples=agreement_examples, min_agreement=min_agreement,
-        max_abs_error=max_abs_error).validate()
-    if quantization == "int8" and examples is None:
+               quantization: str = _DEFAULTS.quantization,
+               sparse_weights: bool = _DEFAULTS.sparse_weights,
+               int8_io: bool = _DEFAULTS.int8_io,
+               representative_examples: int = _DEFAULTS.representative_examples,
+               representative_split: str = _DEFAULTS.representative_split,
+               agreement_examples: int = _DEFAULTS.agreement_examples,
+               agreement_split: str = _DEFAULTS.agreement_split,
+               min_agreement: float = _DEFAULTS.min_agreement,
+               max_abs_error: float = _DEFAULTS.max_abs_error,
+               label_key: str = _DEFAULTS.label_key,
+               measure_latency: bool = _DEFAULTS.measure_latency):
+    """Every parameter is a field of `settings.TFLiteConverterSettings` (types, defaults,
+    rules); scalar ones may be `tfx.dsl.experimental.RuntimeParameter`s (booleans of ptype
+    int), checked when the run starts."""
+    chosen = params.component_settings(settings.TFLiteConverterSettings, locals())
+    if chosen.quantization == "int8" and examples is None:
       raise ValueError(
           "quantization='int8' needs examples: it calibrates on representative_examples "
           f"of their {representative_split!r} split; pass examples=... or use one of "
-          f"{[q for q in conversion.QUANTIZATIONS if q != 'int8']}")
-    for name, value in (("representative_split", representative_split),
-                        ("agreement_split", agreement_split)):
-      if not value:
-        raise ValueError(f"{name} must name a split of the examples (e.g. 'train'), got ''")
-    super().__init__(spec.TFLiteConverterSpec(**{
-        spec.MODEL_KEY: model,
-        spec.EXAMPLES_KEY: examples,
-        spec.SCHEMA_KEY: schema,
-        spec.QUANTIZATION_KEY: quantization,
-        spec.SPARSE_WEIGHTS_KEY: int(bool(sparse_weights)),
-        spec.INT8_IO_KEY: int(bool(int8_io)),
-        spec.REPRESENTATIVE_EXAMPLES_KEY: int(representative_examples),
-        spec.REPRESENTATIVE_SPLIT_KEY: representative_split,
-        spec.AGREEMENT_EXAMPLES_KEY: int(agreement_examples),
-        spec.AGREEMENT_SPLIT_KEY: agreement_split,
-        spec.MIN_AGREEMENT_KEY: float(min_agreement),
-        spec.MAX_ABS_ERROR_KEY: float(max_abs_error),
-        spec.LABEL_KEY: label_key,
-        spec.MEASURE_LATENCY_KEY: int(measure_latency),
-        spec.TFLITE_MODEL_KEY: types.Channel(type=standard_artifacts.Model),
-    }))
+          f"{[q for q in settings.QUANTIZATIONS if q != 'int8']}")
+    super().__init__(spec.TFLiteConverterSpec(
+        model=model, examples=examples, schema=schema,
+        tflite_model=types.Channel(type=standard_artifacts.Model),
+        **chosen.to_exec_properties()))

@@ -4,14 +4,17 @@ Nothing here knows about TFX. Inputs are dicts of numpy arrays keyed by the Kera
 model's input names, which are also the names TFMA's `tf_lite` model type feeds.
 """
 import dataclasses
-import gzip
 from typing import Dict, Mapping, Optional, Tuple
 import warnings
 
 import numpy as np
 import tensorflow as tf
 
-QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
+from tfx_bonsai.components.tflite_converter.settings import QUANTIZATIONS  # noqa: F401
+from tfx_bonsai.components.common.tflite import gzip_size  # noqa: F401  (shared with the gate)
+# The conversion's part of the settings (the pure code takes the whole settings object).
+from tfx_bonsai.components.tflite_converter.settings import TFLiteConverterSettings as ConversionConfig
+
 AGREEMENT_KINDS = ("top1", "max_abs_error")
 BATCH_SIZE = 256
 # TFLite names a signature input `serving_default_<name>:<n>`; TFMA strips both parts.
@@ -23,44 +26,6 @@ _DEPRECATED_INTERPRETER = r"\s*Warning: tf.lite.Interpreter is deprecated"
 
 class ConversionError(ValueError):
   """A model that cannot be converted, or whose TFLite version cannot be trusted."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ConversionConfig:
-  """How to convert, and how closely the TFLite model must agree with the Keras model."""
-  quantization: str = "int8"
-  sparse_weights: bool = False
-  int8_io: bool = False
-  representative_examples: int = 200
-  agreement_examples: int = 360
-  min_agreement: float = 0.98
-  max_abs_error: float = 0.05
-
-  def validate(self) -> "ConversionConfig":
-    """Returns self; raises ValueError naming the first invalid field and its allowed values."""
-    if self.quantization not in QUANTIZATIONS:
-      raise ValueError(f"quantization must be one of {list(QUANTIZATIONS)}, "
-                       f"got {self.quantization!r}")
-    for name in ("sparse_weights", "int8_io"):
-      if getattr(self, name) not in (True, False):
-        raise ValueError(f"{name} must be a bool (or 0/1), got {getattr(self, name)!r}")
-    if self.int8_io and self.quantization != "int8":
-      raise ValueError(f"int8_io=True needs quantization='int8', got {self.quantization!r}")
-    for name in ("representative_examples", "agreement_examples"):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not 0.0 < self.min_agreement <= 1.0:
-      raise ValueError(f"min_agreement must be in (0, 1], got {self.min_agreement!r}")
-    if not self.max_abs_error > 0.0:
-      raise ValueError(f"max_abs_error must be > 0, got {self.max_abs_error!r}")
-    return self
-
-  @property
-  def mode(self) -> str:
-    """A short label, e.g. `quantization='int8', sparse_weights=True`."""
-    text = f"quantization={self.quantization!r}, sparse_weights={bool(self.sparse_weights)}"
-    return text + (", int8_io=True" if self.int8_io else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,6 +272,3 @@ def convert_and_check(keras_model, config: ConversionConfig,
   return model_bytes, require_agreement(result, config)
 
 
-def gzip_size(data: bytes) -> int:
-  """Bytes of `data` gzipped at level 9: the seed's "zip the tflite file" size."""
-  return len(gzip.compress(data, compresslevel=9, mtime=0))

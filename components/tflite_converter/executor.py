@@ -12,21 +12,16 @@ from tfx.types import artifact_utils
 
 from tfx_bonsai.components.common import examples as examples_lib
 from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.tflite_converter import conversion
 from tfx_bonsai.components.tflite_converter import latency
+from tfx_bonsai.components.tflite_converter import settings
 from tfx_bonsai.components.tflite_converter import spec
 
 
-def config_from_properties(exec_properties: Dict[str, Any]) -> conversion.ConversionConfig:
-  return conversion.ConversionConfig(
-      quantization=exec_properties[spec.QUANTIZATION_KEY],
-      sparse_weights=bool(int(exec_properties[spec.SPARSE_WEIGHTS_KEY])),
-      int8_io=bool(int(exec_properties[spec.INT8_IO_KEY])),
-      representative_examples=int(exec_properties[spec.REPRESENTATIVE_EXAMPLES_KEY]),
-      agreement_examples=int(exec_properties[spec.AGREEMENT_EXAMPLES_KEY]),
-      min_agreement=float(exec_properties[spec.MIN_AGREEMENT_KEY]),
-      max_abs_error=float(exec_properties[spec.MAX_ABS_ERROR_KEY]),
-  ).validate()
+def config_from_properties(exec_properties: Dict[str, Any]) -> settings.TFLiteConverterSettings:
+  """The validated settings (a RuntimeParameter's resolved value is checked here)."""
+  return settings.TFLiteConverterSettings.from_exec_properties(exec_properties)
 
 
 def read_inputs(examples: types.Artifact, split: str, schema, label_key: Optional[str],
@@ -62,7 +57,7 @@ def measure_latency(keras_model,
   Returns (the float output properties: milliseconds and `latency_ratio`, candidate /
   dense at 1 thread; the full `latency.compare` figures for `conversion.json`).
   """
-  dense_bytes = conversion.convert(keras_model, conversion.ConversionConfig(quantization="none"))
+  dense_bytes = tflite.dense_float(keras_model)
   figures = latency.compare(model_bytes, dense_bytes, threads=os.cpu_count() or 1)
   properties = {
       spec.LATENCY_MS_1T_PROPERTY: figures["candidate_1t"]["median_ms"],
@@ -86,9 +81,8 @@ class Executor(base_executor.BaseExecutor):
     output = artifact_utils.get_single_instance(output_dict[spec.TFLITE_MODEL_KEY])
     examples = (artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
                 if input_dict.get(spec.EXAMPLES_KEY) else None)
-    label_key = exec_properties.get(spec.LABEL_KEY) or None
-    representative_split = exec_properties[spec.REPRESENTATIVE_SPLIT_KEY]
-    agreement_split = exec_properties[spec.AGREEMENT_SPLIT_KEY]
+    label_key = config.label_key or None
+    representative_split, agreement_split = config.representative_split, config.agreement_split
     if config.quantization == "int8" and examples is None:
       raise ValueError("quantization='int8' needs the examples input: it calibrates on "
                        f"representative_examples of the {representative_split!r} split")
@@ -142,7 +136,7 @@ class Executor(base_executor.BaseExecutor):
         spec.AGREEMENT_EXAMPLES_PROPERTY: result.examples,
         "agreement_inputs": checked_on,
     }
-    if int(exec_properties.get(spec.MEASURE_LATENCY_KEY, 1)):
+    if config.measure_latency:
       try:
         latencies, figures = measure_latency(keras_model, model_bytes)
       except (RuntimeError, ValueError) as e:  # a gate checking latency then names it missing

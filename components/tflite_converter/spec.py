@@ -1,14 +1,20 @@
-"""TFLiteConverter's keys and ComponentSpec: the one place its names are defined."""
+"""TFLiteConverter's keys and ComponentSpec: the one place its names are defined
+(TFX's standard_component_specs names where they mean the same thing)."""
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
+
+from tfx_bonsai.components.common import params
+from tfx_bonsai.components.common import tflite
+from tfx_bonsai.components.tflite_converter import settings
 
 # Inputs
-MODEL_KEY = "model"
-EXAMPLES_KEY = "examples"
-SCHEMA_KEY = "schema"
+MODEL_KEY = standard_component_specs.MODEL_KEY
+EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
+SCHEMA_KEY = standard_component_specs.SCHEMA_KEY
 # Outputs (TFX wants names unique across inputs and outputs, so not "model")
 TFLITE_MODEL_KEY = "tflite_model"
-# Parameters
+# Parameters (their types, defaults and rules: settings.TFLiteConverterSettings)
 QUANTIZATION_KEY = "quantization"
 SPARSE_WEIGHTS_KEY = "sparse_weights"
 INT8_IO_KEY = "int8_io"
@@ -34,26 +40,14 @@ LATENCY_MS_1T_PROPERTY = "latency_ms_1t"
 LATENCY_MS_NT_PROPERTY = "latency_ms_nt"
 DENSE_LATENCY_MS_1T_PROPERTY = "dense_latency_ms_1t"
 DENSE_LATENCY_MS_NT_PROPERTY = "dense_latency_ms_nt"
-LATENCY_RATIO_PROPERTY = "latency_ratio"  # candidate / dense, at 1 thread
+LATENCY_RATIO_PROPERTY = tflite.LATENCY_RATIO_PROPERTY  # candidate / dense, 1 thread (the gate reads it)
 # The report written at the output artifact's root (Format-Serving holds only the model)
 REPORT_FILE = "conversion.json"
 
 
 class TFLiteConverterSpec(component_spec.ComponentSpec):
   """Inputs, outputs and parameters of TFLiteConverter."""
-  PARAMETERS = {
-      QUANTIZATION_KEY: component_spec.ExecutionParameter(type=str),
-      SPARSE_WEIGHTS_KEY: component_spec.ExecutionParameter(type=int),
-      INT8_IO_KEY: component_spec.ExecutionParameter(type=int),
-      REPRESENTATIVE_EXAMPLES_KEY: component_spec.ExecutionParameter(type=int),
-      REPRESENTATIVE_SPLIT_KEY: component_spec.ExecutionParameter(type=str),
-      AGREEMENT_EXAMPLES_KEY: component_spec.ExecutionParameter(type=int),
-      AGREEMENT_SPLIT_KEY: component_spec.ExecutionParameter(type=str),
-      MIN_AGREEMENT_KEY: component_spec.ExecutionParameter(type=float),
-      MAX_ABS_ERROR_KEY: component_spec.ExecutionParameter(type=float),
-      LABEL_KEY: component_spec.ExecutionParameter(type=str),
-      MEASURE_LATENCY_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-  }
+  PARAMETERS = params.execution_parameters(settings.TFLiteConverterSettings)
   INPUTS = {
       MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),
       EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples,

@@ -8,7 +8,7 @@ import contextlib
 import json
 import os
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from tfx import v1 as tfx
 
@@ -56,15 +56,24 @@ def check_remote(config: BonsaiConfig, allow_local: bool = False) -> None:
 
 
 def compile_pipeline(config: BonsaiConfig, output_path: str,
-                     allow_local: bool = False) -> Dict[str, Any]:
-  """Writes the KFP v2 pipeline job JSON to `output_path` and returns it as a dict."""
+                     allow_local: bool = False,
+                     runtime_parameters: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+  """Writes the KFP v2 pipeline job JSON to `output_path` and returns it as a dict.
+
+  `runtime_parameters`: YAML keys (config.runtime_parameter_keys()) that become pipeline
+  parameters, named by config.runtime_parameter_name and defaulting to the config's value;
+  default: the config's `runner.runtime_parameters`.
+  """
   check_remote(config, allow_local)
+  if runtime_parameters is None:
+    runtime_parameters = config.runner.runtime_parameters
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
           default_image=config.runner.image),
       output_dir=os.path.dirname(os.path.abspath(output_path)),
       output_filename=os.path.basename(output_path))
-  runner.run(create_pipeline(config), write_out=True)
+  runner.run(create_pipeline(config, runtime_parameters=runtime_parameters), write_out=True,
+             parameter_values=config_lib.runtime_parameter_defaults(config, list(runtime_parameters)))
   with open(output_path) as f:
     return json.load(f)
 

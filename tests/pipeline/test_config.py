@@ -32,11 +32,11 @@ def test_overrides_parse_values_as_yaml():
     ("pruning.epochs=2.5", r"pruning.epochs: must be an integer"),
     ("conversion.sparse_weights=yes please", r"conversion.sparse_weights: must be true or false"),
     ("pruning.include_layers=dense", r"pruning.include_layers: must be a list"),
-    ("pruning.target_sparsity=1.5", r"pruning.target_sparsity must be in \[0, 1\), got 1.5"),
-    ("pruning.initial_sparsity=0.95", r"pruning.initial_sparsity must be in \[0, target_sparsity=0.9\]"),
-    ("pruning.epochs=0", r"pruning.epochs must be >= 1, got 0"),
-    ("pruning.batch_size=-1", r"pruning.batch_size must be >= 1"),
-    ("pruning.schedule=exponential", r"pruning.schedule must be one of \['polynomial', 'constant'\]"),
+    ("pruning.target_sparsity=1.5", r"pruning.target_sparsity: must be in \[0, 1\), got 1.5"),
+    ("pruning.initial_sparsity=0.95", r"pruning.initial_sparsity: must be in \[0, target_sparsity=0.9\]"),
+    ("pruning.epochs=0", r"pruning.epochs: must be >= 1, got 0"),
+    ("pruning.batch_size=-1", r"pruning.batch_size: must be >= 1"),
+    ("pruning.schedule=exponential", r"pruning.schedule: must be one of \['polynomial', 'constant'\]"),
     ("pruning.sparsity_m_by_n=2:4", None),
     ("pruning.pruning_policy=xnnpack", None),
     ("conversion.quantization=int4", r"conversion.quantization: must be one of \['none', 'dynamic', 'float16', 'int8'\], got 'int4'"),
@@ -59,7 +59,7 @@ def test_bad_values_name_the_key(override, message):
 
 
 def test_m_by_n_with_xnnpack_policy_is_refused():
-  with pytest.raises(config_lib.ConfigError, match="pruning.pruning_policy 'xnnpack'.*cannot be combined"):
+  with pytest.raises(config_lib.ConfigError, match="pruning.pruning_policy: 'xnnpack'.*cannot be combined"):
     config_lib.load(DIGITS, ["pruning.sparsity_m_by_n=2:4", "pruning.pruning_policy=xnnpack"])
 
 
@@ -69,7 +69,7 @@ def test_missing_data_directory_is_named(tmp_path):
 
 
 def test_int8_io_needs_int8():
-  with pytest.raises(config_lib.ConfigError, match="conversion.int8_io: needs conversion.quantization 'int8'"):
+  with pytest.raises(config_lib.ConfigError, match="conversion.int8_io: needs quantization 'int8'"):
     config_lib.load(DIGITS, ["conversion.quantization=dynamic", "conversion.int8_io=true"])
 
 
@@ -94,7 +94,7 @@ def test_bad_override_syntax():
 def test_cli_reports_config_errors_with_exit_code_2(capsys):
   from tfx_bonsai.pipeline import cli
   assert cli.main(["run", "--config", DIGITS, "--set", "pruning.target_sparsity=1.5"]) == 2
-  assert "pruning.target_sparsity must be in [0, 1)" in capsys.readouterr().err
+  assert "pruning.target_sparsity: must be in [0, 1)" in capsys.readouterr().err
 
 
 def test_unquoted_m_by_n_in_yaml_gets_a_hint(tmp_path):
@@ -109,9 +109,9 @@ def test_search_section_defaults_to_the_gate_budget_and_is_validated():
   assert config_lib.search_config(config).max_accuracy_drop == 0.02
   config = config_lib.load(DIGITS, ["pruning.search.enabled=true", "pruning.search.max_accuracy_drop=0.005"])
   assert config_lib.search_config(config).max_accuracy_drop == 0.005
-  with pytest.raises(config_lib.ConfigError, match=r"pruning.search.levels must be increasing"):
+  with pytest.raises(config_lib.ConfigError, match=r"pruning.search.levels: must be increasing"):
     config_lib.load(DIGITS, ["pruning.search.enabled=true", "pruning.search.levels=[0.99, 0.9]"])
   with pytest.raises(config_lib.ConfigError, match=r"pruning.search.max_trails: unknown key; did you mean 'pruning.search.max_trials'"):
     config_lib.load(DIGITS, ["pruning.search.max_trails=3"])
-  with pytest.raises(config_lib.ConfigError, match=r"pruning.allocation must be one of"):
+  with pytest.raises(config_lib.ConfigError, match=r"pruning.allocation: must be one of"):
     config_lib.load(DIGITS, ["pruning.allocation=random"])

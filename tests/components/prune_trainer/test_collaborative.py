@@ -126,11 +126,11 @@ def test_pcqat_keeps_zeros_and_clusters_in_the_int8_model(pruned):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(clusters=1), "collaborative.clusters must be 0 (off) or in [2, 256], got 1"),
-    (dict(clusters=300), "collaborative.clusters must be 0 (off) or in [2, 256], got 300"),
-    (dict(clusters=8, cluster_epochs=0), "collaborative.cluster_epochs must be >= 1, got 0"),
-    (dict(qat_epochs=-1), "collaborative.qat_epochs must be >= 0 (0: off), got -1"),
-    (dict(learning_rate=0.0), "collaborative.learning_rate must be > 0, got 0.0"),
+    (dict(clusters=1), "clusters must be 0 (off) or in [2, 256], got 1"),
+    (dict(clusters=300), "clusters must be 0 (off) or in [2, 256], got 300"),
+    (dict(clusters=8, cluster_epochs=0), "cluster_epochs must be >= 1, got 0"),
+    (dict(qat_epochs=-1), "qat_epochs must be >= 0 (0: off), got -1"),
+    (dict(learning_rate=0.0), "collaborative_learning_rate must be > 0, got 0.0"),
 ])
 def test_invalid_collaborative_config_names_the_field(kwargs, message):
   with pytest.raises(pruning.PruningError, match=message.replace("(", r"\(").replace(")", r"\)")
@@ -141,7 +141,7 @@ def test_invalid_collaborative_config_names_the_field(kwargs, message):
 def test_pipeline_config_checks_collaborative_options(tmp_path):
   base = {"pipeline_root": str(tmp_path / "root"), "data": {"path": str(tmp_path)},
           "push": {"destination": str(tmp_path / "serving")}}
-  with pytest.raises(config_lib.ConfigError, match=r"pruning\.collaborative\.clusters must be"):
+  with pytest.raises(config_lib.ConfigError, match=r"pruning\.collaborative\.clusters: must be"):
     config_lib.load(base=base, overrides=["pruning.collaborative.clusters=1"])
   with pytest.raises(config_lib.ConfigError,
                      match="pruning.collaborative.qat_epochs: quantization-aware training needs "
@@ -152,4 +152,4 @@ def test_pipeline_config_checks_collaborative_options(tmp_path):
     config_lib.load(base=base, overrides=["pruning.collaborative.qat_epoch=1"])
   loaded = config_lib.load(base=base, overrides=["pruning.collaborative.clusters=16",
                                                  "pruning.collaborative.qat_epochs=1"])
-  assert config_lib.collaborative_config(loaded).enabled
+  assert config_lib.prune_trainer_settings(loaded).collaborative_config().enabled

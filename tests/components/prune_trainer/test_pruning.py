@@ -51,7 +51,7 @@ def test_plan_on_tiny_data_prunes_every_step():
     ({"sparsity_m_by_n": "4:2"}, r"sparsity_m_by_n must be '' or 'M:N'"),
     ({"pruning_policy": "gpu"}, r"pruning_policy must be one of \['', 'xnnpack'\]"),
     ({"pruning_policy": "xnnpack", "sparsity_m_by_n": "2:4"}, r"cannot be combined"),
-    ({"include_layers": ("dense[",)}, r"include_layers: 'dense\[' is not a valid regular"),
+    ({"include_layers": ("dense[",)}, r"include_layers 'dense\[' is not a valid regular"),
 ])
 def test_invalid_config_names_the_field(change, message):
   import dataclasses

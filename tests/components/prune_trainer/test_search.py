@@ -75,11 +75,11 @@ def test_no_level_within_budget_returns_the_least_sparse_and_says_so(setup):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"levels": (0.9, 0.8)}, r"search.levels must be increasing values in \(0, 1\)"),
-    ({"levels": ()}, r"search.levels must list at least one"),
-    ({"max_trials": 0}, r"search.max_trials must be >= 1"),
-    ({"max_accuracy_drop": 2.0}, r"search.max_accuracy_drop must be in \[0, 1\]"),
-    ({"time_budget_s": -1.0}, r"search.time_budget_s must be >= 0"),
+    ({"levels": (0.9, 0.8)}, r"search_levels must be increasing values in \(0, 1\)"),
+    ({"levels": ()}, r"search_levels must list at least one"),
+    ({"max_trials": 0}, r"search_max_trials must be >= 1"),
+    ({"max_accuracy_drop": 2.0}, r"search_max_accuracy_drop must be in \[0, 1\]"),
+    ({"time_budget_s": -1.0}, r"search_time_budget_s must be >= 0"),
 ])
 def test_invalid_search_config(change, message):
   with pytest.raises(pruning.PruningError, match=message):

@@ -156,7 +156,7 @@ def test_unloadable_model_raises(tmp_path):
     ({"min_sparsity": 1.5}, r"min_sparsity must be in \[0, 1\], got 1.5"),
     ({"tolerance": -0.5}, r"tolerance must be in \[0, 1\], got -0.5"),
     ({"per_layer_min_sparsity": {"dense": 2.0}},
-     r"per_layer_min_sparsity\['dense'\] must be in \[0, 1\], got 2.0"),
+     r"per_layer_min_sparsity entry 'dense' must be in \[0, 1\], got 2.0"),
     ({"include_all_tensors": "yes"}, r"include_all_tensors must be True or False"),
     ({"sparsity_m_by_n": "4:2"}, r"sparsity_m_by_n must be '' or 'M:N' with 0 < M < N"),
 ])

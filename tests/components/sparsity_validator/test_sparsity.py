@@ -5,6 +5,7 @@ import tensorflow_model_optimization as tfmot
 
 from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.sparsity_validator import sparsity
+from tfx_bonsai.components.sparsity_validator import report as report_lib
 
 
 def _zeros_first(shape, zeros):
@@ -114,7 +115,7 @@ def test_model_without_kernels_fails_with_a_reason():
     ({"min_sparsity": 1.5}, r"min_sparsity must be in \[0, 1\], got 1.5"),
     ({"min_sparsity": -0.1}, r"min_sparsity must be in \[0, 1\], got -0.1"),
     ({"tolerance": 2}, r"tolerance must be in \[0, 1\], got 2"),
-    ({"per_layer": {"dense": 1.2}}, r"per_layer\['dense'\] must be in \[0, 1\], got 1.2"),
+    ({"per_layer": {"dense": 1.2}}, r"per_layer_min_sparsity entry 'dense' must be in \[0, 1\], got 1.2"),
     ({"m_by_n": "4:2"}, r"m_by_n must be '' or 'M:N' with 0 < M < N.*got '4:2'"),
     ({"m_by_n": "2x4"}, r"m_by_n must be .*got '2x4'"),
     ({"include_all_tensors": 2}, r"include_all_tensors must be True or False"),
@@ -190,7 +191,7 @@ def test_render_html_embeds_chart_and_table(known_model):
   table = sparsity.tensor_table(known_model)
   report = sparsity.validate(known_model, sparsity.SparsityTargets(
       min_sparsity=0.7, per_layer={"dense": 0.7}), table)
-  page = sparsity.render_html(report, table)
+  page = report_lib.render_html(report, table)
   assert page.startswith("<!DOCTYPE html>")
   assert "FAILED" in page and "global kernel sparsity 0.600 &lt; target 0.700" in page
   assert '<img alt=\'kernel sparsity per layer\' src="data:image/png;base64,iVBOR' in page

@@ -161,9 +161,9 @@ def test_int8_without_representative_inputs_is_refused(classifier):
 @pytest.mark.parametrize("fields, message", [
     ({"quantization": "int4"}, r"quantization must be one of \['none', 'dynamic', 'float16', "
                                r"'int8'\], got 'int4'"),
-    ({"quantization": "dynamic", "int8_io": True}, r"int8_io=True needs quantization='int8'"),
+    ({"quantization": "dynamic", "int8_io": True}, r"int8_io needs quantization 'int8', got 'dynamic'"),
     ({"representative_examples": 0}, r"representative_examples must be an integer >= 1"),
-    ({"agreement_examples": 2.5}, r"agreement_examples must be an integer >= 1"),
+    ({"agreement_examples": 2.5}, r"agreement_examples must be an integer, got 2.5"),
     ({"min_agreement": 1.5}, r"min_agreement must be in \(0, 1\], got 1.5"),
     ({"max_abs_error": 0.0}, r"max_abs_error must be > 0"),
 ])

@@ -158,7 +158,7 @@ def test_component_rejects_int8_without_examples():
 @pytest.mark.parametrize("arguments, message", [
     ({"min_agreement": 0.0}, r"min_agreement must be in \(0, 1\]"),
     ({"representative_examples": 0}, r"representative_examples must be an integer >= 1"),
-    ({"agreement_split": ""}, r"agreement_split must name a split"),
+    ({"agreement_split": ""}, r"agreement_split must be a non-empty string"),
 ])
 def test_component_checks_numbers_and_splits(arguments, message):
   with pytest.raises(ValueError, match=message):
@@ -202,6 +202,6 @@ def test_component_passes_measure_latency():
   converter = component.TFLiteConverter(model=channel(standard_artifacts.Model),
                                         quantization="dynamic", measure_latency=False)
   assert converter.exec_properties[spec.MEASURE_LATENCY_KEY] == 0
-  with pytest.raises(ValueError, match="measure_latency must be a bool"):
+  with pytest.raises(ValueError, match="measure_latency must be True or False"):
     component.TFLiteConverter(model=channel(standard_artifacts.Model), quantization="dynamic",
                               measure_latency="no")

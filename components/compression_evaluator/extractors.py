@@ -1,0 +1,100 @@
+"""The gate's TFMA extractors: TFMA's defaults, with a prediction step that mixes model types.
+
+TFMA 0.52's default extractors refuse to mix `tf_lite` with other model types, so the
+prediction step chains TFMA's own TFLite and model-signature DoFns, one model at a time
+(`_MixedPredictions`), and stores every model's predictions keyed by model name as TFMA's
+multi-model extractors do. TFLite models are predicted with XNNPack on
+(`TFLitePredictionDoFn`).
+"""
+from typing import Dict
+
+import apache_beam as beam
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis import constants as tfma_constants
+from tensorflow_model_analysis.extractors import example_weights_extractor
+from tensorflow_model_analysis.extractors import extractor as tfma_extractor
+from tensorflow_model_analysis.extractors import features_extractor
+from tensorflow_model_analysis.extractors import labels_extractor
+from tensorflow_model_analysis.extractors import predictions_extractor
+from tensorflow_model_analysis.extractors import slice_key_extractor
+from tensorflow_model_analysis.extractors import tflite_predict_extractor
+from tensorflow_model_analysis.extractors import unbatch_extractor
+from tensorflow_model_analysis.proto import config_pb2
+from tensorflow_model_analysis.utils import model_util
+from tfx_bsl.tfxio import tensor_adapter
+
+_PER_MODEL_PREDICTIONS = "_compression_evaluator_predictions"
+
+
+def _stash(extracts, model_name: str):
+  """Moves this model's predictions aside so the next model's DoFn can write its own."""
+  result = dict(extracts)
+  per_model = dict(result.get(_PER_MODEL_PREDICTIONS) or {})
+  per_model[model_name] = result.pop(tfma_constants.PREDICTIONS_KEY)
+  result[_PER_MODEL_PREDICTIONS] = per_model
+  return result
+
+
+def _unstash(extracts):
+  """Predictions keyed by model name; a single model's unkeyed, as TFMA expects them."""
+  result = dict(extracts)
+  per_model = result.pop(_PER_MODEL_PREDICTIONS)
+  result[tfma_constants.PREDICTIONS_KEY] = (next(iter(per_model.values()))
+                                            if len(per_model) == 1 else per_model)
+  return result
+
+
+class TFLitePredictionDoFn(tflite_predict_extractor.TFLitePredictionDoFn):
+  """TFMA's TFLite prediction DoFn with TFLite's default delegates (XNNPack) on, one thread.
+
+  TFMA 0.52 builds its interpreters with BUILTIN_WITHOUT_DEFAULT_DELEGATES (a TODO for
+  b/207600661), i.e. without XNNPack: about 3x slower per example on the seed's int8 CNN,
+  and not what a deployed model runs with. TFLiteConverter has already proven the
+  candidate prepares and agrees under XNNPack. Beam's workers give the parallelism, so
+  each interpreter uses one thread. Batches run as TFMA runs them: one invoke per batch.
+  """
+
+  def _make_interpreter(self, **kwargs) -> tf.lite.Interpreter:
+    kwargs.pop("experimental_op_resolver_type", None)
+    return tf.lite.Interpreter(num_threads=1, **kwargs)
+
+
+@beam.ptransform_fn
+def _MixedPredictions(extracts, eval_config: config_pb2.EvalConfig,  # pylint: disable=invalid-name
+                      eval_shared_models: Dict[str, tfma.EvalSharedModel]):
+  """Every model's predictions keyed by model name, as TFMA's multi-model extractors store them."""
+  for model_spec in eval_config.model_specs:
+    name = model_spec.name
+    single = {"": eval_shared_models[name]}
+    if model_spec.model_type == tfma_constants.TF_LITE:
+      do_fn = TFLitePredictionDoFn(
+          eval_config=config_pb2.EvalConfig(model_specs=[model_spec]), eval_shared_models=single)
+    else:
+      do_fn = model_util.ModelSignaturesDoFn(
+          model_specs=[model_spec], eval_shared_models=single,
+          output_keypath=[tfma_constants.PREDICTIONS_KEY],
+          signature_names={"": [model_spec.signature_name]}, prefer_dict_outputs=False)
+    extracts = (extracts
+                | f"Predict[{name}]" >> beam.ParDo(do_fn)
+                | f"Stash[{name}]" >> beam.Map(_stash, name))
+  return extracts | "CollectPredictions" >> beam.Map(_unstash)
+
+
+def make_extractors(eval_config: config_pb2.EvalConfig,
+                    eval_shared_models: Dict[str, tfma.EvalSharedModel],
+                    tensor_adapter_config: tensor_adapter.TensorAdapterConfig):
+  """TFMA's default extractors for TFLite models, with the mixed-model prediction step."""
+  return [
+      features_extractor.FeaturesExtractor(
+          eval_config=eval_config,
+          tensor_representations=tensor_adapter_config.tensor_representations),
+      labels_extractor.LabelsExtractor(eval_config=eval_config),
+      example_weights_extractor.ExampleWeightsExtractor(eval_config=eval_config),
+      tfma_extractor.Extractor(
+          stage_name=predictions_extractor.PREDICTIONS_EXTRACTOR_STAGE_NAME,
+          ptransform=_MixedPredictions(  # pylint: disable=no-value-for-parameter
+              eval_config=eval_config, eval_shared_models=eval_shared_models)),
+      unbatch_extractor.UnbatchExtractor(),
+      slice_key_extractor.SliceKeyExtractor(eval_config=eval_config),
+  ]

@@ -1,0 +1,34 @@
+"""CompressionEvaluator's settings: every parameter's name, type, default and rules (no TF here).
+
+`CompressionEvaluatorSettings` is the one definition: the ComponentSpec's PARAMETERS, the
+component's defaults, the executor, `gate.decide` (as `GateConfig`) and the pipeline's
+`gate:` section all use it.
+"""
+import dataclasses
+
+from tfx_bonsai.components.common import settings as settings_lib
+from tfx_bonsai.components.common.settings import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressionEvaluatorSettings(settings_lib.Settings):
+  """Thresholds of the gate, and what it evaluates on.
+
+  max_accuracy_drop: absolute accuracy the candidate may lose against the dense model
+    (and against the production model, when there is one), in [0, 1].
+  max_relative_accuracy_drop: fraction of the dense accuracy the candidate may lose,
+    in [0, 1); 0 turns the check off.
+  min_compression_ratio: dense float TFLite bytes / candidate gzipped bytes, > 1.
+  max_latency_ratio: candidate latency / dense float TFLite latency (batch 1, 1 thread)
+    the candidate may have, >= 0; 0 turns the check off.
+  label_key: the label feature (integer class ids); eval_split: the split evaluated.
+  """
+  label_key: str = setting("label", check=settings_lib.non_empty("label"),
+                           config=settings_lib.NOT_IN_CONFIG)
+  eval_split: str = setting("eval", check=settings_lib.non_empty("eval"),
+                            config=settings_lib.NOT_IN_CONFIG)
+  max_accuracy_drop: float = setting(0.01, check=settings_lib.fraction())
+  max_relative_accuracy_drop: float = setting(
+      0.0, check=settings_lib.fraction(high_open=True, note=" (0 turns it off)"))
+  min_compression_ratio: float = setting(10.0, check=settings_lib.greater_than(1))
+  max_latency_ratio: float = setting(0.0, check=settings_lib.at_least(0, " (0 turns it off)"))
