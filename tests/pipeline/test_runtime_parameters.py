@@ -16,7 +16,7 @@ from tfx_bonsai.pipeline.runners import kubeflow
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VERTEX = os.path.join(REPO, "configs", "vertex.yaml")
-IMAGE = "us-central1-docker.pkg.dev/p/bonsai/tfx-bonsai:0.1.0"
+IMAGE = "us-central1-docker.pkg.dev/p/bonsai/tfx-bonsai:0.2.0"
 RUNTIME = ["gate.max_accuracy_drop", "conversion.sparse_weights", "pruning.target_sparsity"]
 
 
@@ -38,10 +38,15 @@ def _artifacts(component_cls, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
+def compiled(tmp_path_factory):
   config = config_lib.load(VERTEX, ["runner.project=p", f"runner.image={IMAGE}"])
   path = str(tmp_path_factory.mktemp("kfp") / "pipeline.json")
-  return kubeflow.compile_pipeline(config, path, runtime_parameters=RUNTIME)
+  return kubeflow.compile_pipeline(config, path, runtime_parameters=RUNTIME), path
+
+
+@pytest.fixture(scope="module")
+def job(compiled):
+  return compiled[0]
 
 
 def test_runtime_parameters_compile_into_the_job_parameters(job):
@@ -114,9 +119,54 @@ def test_a_runtime_parameter_of_the_wrong_type_is_refused():
         sparse_weights=tfx.dsl.experimental.RuntimeParameter(name="s", ptype=str))
 
 
-def test_the_vertex_request_carries_the_parameters_and_their_defaults(job):
+def _request(path, parameters=None):
+  from google.auth import credentials as auth_credentials  # pylint: disable=g-import-not-at-top
   config = config_lib.load(VERTEX, ["runner.project=p", f"runner.image={IMAGE}"])
-  request = kubeflow.vertex_submit_request(config, job)
-  parameters = request.pipeline_job.runtime_config.parameters
-  assert parameters["gate_max_accuracy_drop"].double_value == config.gate.max_accuracy_drop
-  assert parameters["conversion_sparse_weights"].int_value == 1
+  pipeline_job = kubeflow.vertex_pipeline_job(
+      config, path, parameters, credentials=auth_credentials.AnonymousCredentials())
+  return config, kubeflow.vertex_request(config, pipeline_job)
+
+
+def test_the_vertex_request_carries_the_parameters_and_their_defaults(compiled):
+  config, request = _request(compiled[1])
+  parameters = request["pipelineJob"]["runtimeConfig"]["parameters"]
+  assert parameters["gate_max_accuracy_drop"]["doubleValue"] == config.gate.max_accuracy_drop
+  assert parameters["conversion_sparse_weights"]["intValue"] == "1"
+
+
+def test_param_sets_a_runtime_parameter_for_the_run(compiled):
+  job, path = compiled
+  values = kubeflow.parse_parameters(job, ["gate.max_accuracy_drop=0.02",
+                                           "conversion_sparse_weights=0"])
+  assert values == {"gate_max_accuracy_drop": 0.02, "conversion_sparse_weights": 0}
+  _, request = _request(path, values)
+  parameters = request["pipelineJob"]["runtimeConfig"]["parameters"]
+  assert parameters["gate_max_accuracy_drop"]["doubleValue"] == 0.02
+  assert parameters["conversion_sparse_weights"]["intValue"] == "0"
+  assert parameters["pruning_target_sparsity"]["doubleValue"] == 0.9  # the default stays
+  with pytest.raises(config_lib.ConfigError, match=r"--param gate.max_accuracy_drop: must be a "
+                                                   r"number \(DOUBLE\), got 'lots'"):
+    kubeflow.parse_parameters(job, ["gate.max_accuracy_drop=lots"])
+
+
+def test_cli_submit_dry_run_with_runtime_parameters_from_the_config(tmp_path, capsys):
+  from tfx_bonsai.pipeline import cli  # pylint: disable=g-import-not-at-top
+  code = cli.main(["submit", "--config", VERTEX, "--set", "runner.project=p", "--set",
+                   f"runner.image={IMAGE}", "--set",
+                   "runner.runtime_parameters=[gate.max_accuracy_drop]",
+                   "--param", "gate.max_accuracy_drop=0.03", "--dry-run",
+                   "--output", str(tmp_path / "p.json")])
+  assert code == 0
+  import json  # pylint: disable=g-import-not-at-top
+  request = json.loads(capsys.readouterr().out)
+  assert request["pipelineJob"]["runtimeConfig"]["parameters"]["gate_max_accuracy_drop"] == {
+      "doubleValue": 0.03}
+
+
+def test_runtime_parameters_need_a_remote_runner():
+  with pytest.raises(config_lib.ConfigError, match=r"runner.runtime_parameters: only for runner.type"):
+    config_lib.load(os.path.join(REPO, "configs", "digits.yaml"),
+                    ["runner.runtime_parameters=[gate.max_accuracy_drop]"])
+  with pytest.raises(config_lib.ConfigError, match=r"'gate.max_acuracy_drop' cannot be a runtime "
+                                                   r"parameter; did you mean 'gate.max_accuracy_drop'"):
+    config_lib.load(VERTEX, ["runner.project=p", "runner.runtime_parameters=[gate.max_acuracy_drop]"])
