@@ -46,6 +46,7 @@ class PruneTrainer(base_component.BaseComponent):
                exclude_layers: Optional[List[str]] = None,
                sparsity_m_by_n: str = _DEFAULTS.sparsity_m_by_n,
                pruning_policy: str = _DEFAULTS.pruning_policy,
+               distribution: str = _DEFAULTS.distribution,
                module_file: Optional[str] = None,
                allocation: str = _DEFAULTS.allocation,
                search_levels: Optional[List[float]] = None,

@@ -84,12 +84,14 @@ class Executor(base_executor.BaseExecutor):
     train_ds, eval_ds = self._datasets(config.module_file, examples, schema, model, label_key,
                                        train_split, eval_split, config.batch_size)
     search_report = None
+    strategy = pruning.make_strategy(config.distribution)
     if search_config is not None:
       found = search.search(model, train_ds, eval_ds, num_train, config, search_config,
-                            log_dir=model_run.uri)
+                            log_dir=model_run.uri, strategy=strategy)
       result, search_report = found.result, found.report()
     else:
-      result = pruning.prune(model, train_ds, eval_ds, num_train, config, log_dir=model_run.uri)
+      result = pruning.prune(model, train_ds, eval_ds, num_train, config, log_dir=model_run.uri,
+                             strategy=strategy)
 
     accuracy = (result.history.get("val_accuracy") or [None])[-1]
     final_model, final_sparsity, stages = result.model, result.sparsity, None

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
+from tfx_bonsai.components.prune_trainer import settings
 from tfx_bonsai.components.prune_trainer.settings import PruningError  # noqa: F401
 # The pruning part of the settings (pure code takes the whole settings object).
 from tfx_bonsai.components.prune_trainer.settings import PruneTrainerSettings as PruningConfig
@@ -245,14 +246,12 @@ def default_metrics(loss) -> List[str]:
   return ["accuracy"] if "crossentropy" in str(loss) else []
 
 
-DISTRIBUTIONS = ("", "mirrored")
-
-
 def make_strategy(distribution: str) -> Optional[tf.distribute.Strategy]:
   """The tf.distribute strategy for PruneTrainer's `distribution`: None for "" (one device);
   "mirrored": MirroredStrategy over every local GPU, else every logical CPU device."""
-  if distribution not in DISTRIBUTIONS:
-    raise PruningError(f"distribution must be one of {list(DISTRIBUTIONS)}, got '{distribution}'")
+  if distribution not in settings.DISTRIBUTIONS:
+    raise PruningError(f"distribution must be one of {list(settings.DISTRIBUTIONS)}, "
+                       f"got '{distribution}'")
   if not distribution:
     return None
   devices = ([d.name for d in tf.config.list_logical_devices("GPU")]

@@ -72,7 +72,7 @@ def _copy(model):
 
 def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train_examples: int,
            config: pruning.PruningConfig, search_config: SearchConfig, loss: Any = None,
-           log_dir: Optional[str] = None) -> SearchResult:
+           log_dir: Optional[str] = None, strategy=None) -> SearchResult:
   """Runs the search; the best model is the highest accepted level (else the least sparse trial)."""
   search_config.validate()
   config.validate()
@@ -103,7 +103,7 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
     finals = pruning.allocate(base, layers, level)
     targets = {n: (current[n], max(current[n], finals[n])) for n in layers}
     result = pruning.prune(_copy(base), train_ds, None, num_train_examples, trial_config,
-                           loss=loss, log_dir=log_dir, layer_targets=targets)
+                           loss=loss, log_dir=log_dir, layer_targets=targets, strategy=strategy)
     acc = accuracy(result.model, eval_ds)
     drop = dense_accuracy - acc
     accepted = drop <= search_config.max_accuracy_drop + 1e-9

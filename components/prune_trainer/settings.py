@@ -15,6 +15,7 @@ from tfx_bonsai.components.common.settings import setting
 SCHEDULES = ("polynomial", "constant")
 ALLOCATIONS = ("uniform", "global_magnitude")
 POLICIES = ("", "xnnpack")
+DISTRIBUTIONS = ("", "mirrored")  # "": one device; "mirrored": tf.distribute.MirroredStrategy
 MAX_CLUSTERS = 256  # an 8-bit weight cannot hold more distinct values
 DEFAULT_SEARCH_LEVELS = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995)
 
@@ -71,6 +72,8 @@ class PruneTrainerSettings(settings_lib.Settings):
   exclude_layers: List[str] = setting(default_factory=list, check=_regexes, runtime=False)
   sparsity_m_by_n: str = setting("", check=settings_lib.m_by_n)   # "" or "M:N", e.g. "2:4"
   pruning_policy: str = setting("", check=settings_lib.one_of(POLICIES))  # "xnnpack"
+  # The fine-tune's tf.distribute strategy: "mirrored" = every local GPU, else every CPU device.
+  distribution: str = setting("", check=settings_lib.one_of(DISTRIBUTIONS))
   module_file: str = setting("", config=settings_lib.NOT_IN_CONFIG)  # with input_fn
   allocation: str = setting("uniform", check=settings_lib.one_of(ALLOCATIONS))
   # The search: empty levels turn it off.

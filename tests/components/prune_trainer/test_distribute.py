@@ -4,12 +4,17 @@ Logical devices must be configured before TensorFlow initialises its devices, so
 happen in a fresh interpreter; it prints one JSON line per run.
 """
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 from tfx_bonsai.components.prune_trainer import pruning
+from tfx_bonsai.pipeline import config as config_lib
+
+DIGITS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))), "configs", "digits.yaml")
 
 _SCRIPT = r"""
 import json, os, sys
@@ -77,3 +82,6 @@ def test_unknown_distribution_is_named():
   with pytest.raises(pruning.PruningError, match=r"distribution must be one of \['', 'mirrored'\], "
                                                  r"got 'tpu'"):
     pruning.make_strategy("tpu")
+  with pytest.raises(config_lib.ConfigError, match=r"pruning.distribution: must be one of "
+                                                   r"\['', 'mirrored'\], got 'tpu'"):
+    config_lib.load(DIGITS, ["pruning.distribution=tpu"])
