@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 
 from tfx_bonsai.pipeline import config as config_lib
@@ -14,27 +15,65 @@ def _load(args):
 
 
 def cmd_run(args) -> int:
-  config = _load(args)
-  # pylint: disable=g-import-not-at-top  (TFX loads only once the configuration is valid)
-  from tfx_bonsai.pipeline import summary as summary_lib
-  from tfx_bonsai.pipeline.runners import local
+  """Runs locally: a line per component, progress bars, the summary; the full logs to a file."""
+  from tfx_bonsai.pipeline import console  # pylint: disable=g-import-not-at-top  (no TensorFlow)
   start = time.time()
-  try:
-    summary = local.run(config)
-  except local.RunError as e:
-    print(f"bonsai run: {e}", file=sys.stderr)
+  error = None
+  with console.Capture(verbose=args.verbose) as capture:
+    config = _load(args)  # imports TensorFlow: its start-up output goes to the log too
+    # pylint: disable=g-import-not-at-top
+    from tfx_bonsai.components.common import progress
+    from tfx_bonsai.pipeline import figures
+    from tfx_bonsai.pipeline import summary as summary_lib
+    from tfx_bonsai.pipeline.runners import local
+    try:  # a remote pipeline_root: local.run refuses it below, naming the reason
+      log = capture.keep_in(console.log_path(
+          tempfile.gettempdir() if "://" in config.pipeline_root else config.pipeline_root))
+    except OSError as e:
+      error = local.RunError(
+          f"pipeline_root '{config.pipeline_root}' is not writable: {e.strerror}")
+    else:
+      print(f"bonsai run: {config.pipeline_name}; full log: {log}", file=capture.out)
+      progress.set_stream(capture.err)
+      lines = console.ComponentLines(
+          lambda line: print(line, file=capture.out),
+          figures.describer(local.metadata_config(config), config.pipeline_name))
+      try:
+        with lines.attached():
+          summary = local.run(config)
+      except local.RunError as e:
+        lines.failed()
+        error = e
+      finally:
+        progress.set_stream(None)
+  if error is not None:
+    print(f"bonsai run: {error}", file=sys.stderr)
+    if capture.path:
+      print(f"last lines of the log ({capture.path}):", file=sys.stderr)
+      print("\n".join(f"  | {line}" for line in console.tail(capture.path)), file=sys.stderr)
     return 1
+  summary["log"] = log
+  summary_lib.save(summary, config.pipeline_root)
   print(f"\nbonsai run: {config.pipeline_name} finished in {time.time() - start:.0f}s")
   print(summary_lib.format_table(summary))
+  print(f"  full log: {log}")
   if args.json:
     print(json.dumps(summary, indent=2, sort_keys=True, default=str))
   return 0 if summary.get("blessed") else 3
 
 
 def cmd_report(args) -> int:
-  from tfx_bonsai.pipeline import report  # pylint: disable=g-import-not-at-top
-  config = _load(args)
-  path = report.write(config, args.run, args.output)
+  from tfx_bonsai.pipeline import console  # pylint: disable=g-import-not-at-top  (no TensorFlow)
+  with console.Capture():  # TensorFlow's start-up output: not for the terminal
+    config = _load(args)
+    from tfx_bonsai.pipeline import report  # pylint: disable=g-import-not-at-top
+    try:
+      path = report.write(config, args.run, args.output)
+    except ValueError as e:  # no such run
+      path, error = "", e
+  if not path:
+    print(f"bonsai report: {error}", file=sys.stderr)
+    return 1
   print(f"bonsai report: {path}")
   return 0
 
@@ -106,6 +145,8 @@ def parser() -> argparse.ArgumentParser:
   run = sub.add_parser("run", help="run the pipeline locally and print its summary")
   common(run)
   run.add_argument("--json", action="store_true", help="also print the summary as JSON")
+  run.add_argument("--verbose", "-v", action="store_true",
+                   help="also show the full logs on the terminal (they always go to the log file)")
   run.set_defaults(func=cmd_run)
   rep = sub.add_parser("report", help="render an HTML report with charts for a finished run")
   common(rep)

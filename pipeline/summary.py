@@ -1,4 +1,5 @@
 """What a finished run produced, read back from MLMD: sizes, accuracies, sparsity, verdict, push."""
+import gzip
 import json
 import os
 from typing import Any, Dict, List, Optional
@@ -9,8 +10,9 @@ from tfx.utils import io_utils
 
 from tfx_bonsai.components.common import blessing as blessing_lib
 from tfx_bonsai.components.common import model_io
+from tfx_bonsai.pipeline import console
 
-SUMMARIES_DIR = "bonsai_runs"
+SUMMARIES_DIR = console.RUNS_DIR
 
 
 def _properties(artifact) -> Dict[str, Any]:
@@ -45,6 +47,12 @@ def run_outputs(store, pipeline_root: str, run_context) -> Dict[str, Any]:
   return outputs
 
 
+def weights_gzip_bytes(saved_model_dir: str) -> int:
+  """Gzipped bytes of a SavedModel's variables: what pruning's zeros save before quantizing."""
+  files = tf.io.gfile.glob(os.path.join(saved_model_dir, "variables", "variables.data-*"))
+  return sum(len(gzip.compress(tf.io.gfile.GFile(f, "rb").read(), compresslevel=6)) for f in files)
+
+
 def collect(metadata_config, pipeline_root: str) -> Dict[str, Any]:
   """The latest run's figures as a plain dict (also what `bonsai report` draws)."""
   store = metadata_store.MetadataStore(metadata_config)
@@ -57,6 +65,8 @@ def collect(metadata_config, pipeline_root: str) -> Dict[str, Any]:
     summary["dense_savedmodel_bytes"] = model_io.dir_size(model_io.serving_dir(out["Trainer/model"].uri))
   if "PruneTrainer/pruned_model" in out:
     props = _properties(out["PruneTrainer/pruned_model"])
+    summary["pruned_weights_gzip_bytes"] = weights_gzip_bytes(
+        model_io.serving_dir(out["PruneTrainer/pruned_model"].uri))
     summary["pruned_sparsity"] = props.get("sparsity")
     summary["pruned_eval_accuracy"] = props.get("eval_accuracy")
     path = os.path.join(out["PruneTrainer/pruned_model"].uri, "pruning.json")

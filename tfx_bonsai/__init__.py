@@ -14,8 +14,14 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 __version__ = "0.2.0"
 
-from tfx_bonsai.components import (  # noqa: E402
-    CompressionEvaluator, PruneTrainer, SparsityBlessing, SparsityValidator, TFLiteConverter)
-
 __all__ = ["CompressionEvaluator", "PruneTrainer", "SparsityBlessing", "SparsityValidator",
            "TFLiteConverter"]
+
+
+def __getattr__(name):
+  """The components on first use: `bonsai run` sends TensorFlow's start-up output to its log
+  file only if TensorFlow is not already imported by the time its `main` runs."""
+  if name in __all__:
+    from tfx_bonsai import components  # pylint: disable=g-import-not-at-top
+    return getattr(components, name)
+  raise AttributeError(f"module 'tfx_bonsai' has no attribute {name!r}")

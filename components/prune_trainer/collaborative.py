@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
+from tfx_bonsai.components.common import progress
 from tfx_bonsai.components.prune_trainer import pruning
 from tfx_bonsai.components.prune_trainer.settings import CollaborativeConfig  # noqa: F401
 
@@ -107,7 +108,8 @@ def _fit(model, train_ds, epochs, steps_per_epoch, eval_ds, eval_steps, stage):
       log.info("%s epoch %d/%d: %s (%.0fs)", stage, epoch + 1, epochs, figures, time.time() - start)
 
   model.fit(train_ds.repeat(), epochs=epochs, steps_per_epoch=steps_per_epoch,
-            validation_data=eval_ds, validation_steps=eval_steps, callbacks=[_Log()], verbose=0)
+            validation_data=eval_ds, validation_steps=eval_steps, callbacks=[_Log(), progress.KerasBar(stage)],
+            verbose=0)
 
 
 def cluster(model, layer_names: Sequence[str], clusters: int):

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
+from tfx_bonsai.components.common import progress
 from tfx_bonsai.components.prune_trainer import settings
 from tfx_bonsai.components.prune_trainer.settings import PruningError  # noqa: F401
 # The pruning part of the settings (pure code takes the whole settings object).
@@ -299,7 +300,9 @@ def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
     pruned = wrap(model, config, schedule, layer_targets)
     pruned.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss=loss,
                    metrics=list(metrics))
-  callbacks = [tfmot.sparsity.keras.UpdatePruningStep(), _EpochLog(config.epochs)]
+  callbacks = [tfmot.sparsity.keras.UpdatePruningStep(), _EpochLog(config.epochs),
+               progress.KerasBar(f"prune to {config.target_sparsity:g}",
+                                 lambda m: {"sparsity": f"{current_sparsity(m):.3f}"})]
   if log_dir:
     callbacks.append(tfmot.sparsity.keras.PruningSummaries(log_dir=log_dir))
   log.info("pruning %d layers %s to %.1f%% (%s, steps %d..%d every %d, %d steps in all)",

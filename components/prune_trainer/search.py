@@ -14,6 +14,7 @@ from absl import logging as log
 import numpy as np
 import tensorflow as tf
 
+from tfx_bonsai.components.common import progress
 from tfx_bonsai.components.prune_trainer import pruning
 from tfx_bonsai.components.prune_trainer.settings import SearchConfig  # noqa: F401
 
@@ -96,6 +97,7 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
     return (len(trials) >= search_config.max_trials or
             (search_config.time_budget_s and time.time() - start >= search_config.time_budget_s))
 
+  trials_bar = progress.bar(search_config.max_trials, "search", "trial")
   while pending and not out_of_budget():
     level = pending.pop(0)
     began = time.time()
@@ -110,6 +112,8 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
     trial = Trial(level, result.sparsity, acc, drop, weights_gzip_bytes(result.model),
                   time.time() - began, accepted, result.layer_sparsity)
     trials.append(trial)
+    trials_bar.set_postfix(level=level, drop=f"{drop:+.3f}", refresh=False)
+    trials_bar.update(1)
     log.info("search trial %d: level %.4f -> sparsity %.4f, accuracy %.4f (drop %+.4f) %s",
              len(trials), level, result.sparsity, acc, drop, "accepted" if accepted else "over budget")
     if fallback is None or level < fallback[1].level:
@@ -120,6 +124,7 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
     low = best[1].level if best else None
     pending = ([round((low + level) / 2, 6)]
                if search_config.bisect and low is not None and level - low > 0.0025 else [])
+  trials_bar.close()
   chosen = best or fallback
   log.info("search: %s sparsity %.4f (accuracy %.4f, drop %+.4f) after %d trials in %.0fs",
            "chose" if best else "no level within budget; returning the least sparse,",

@@ -4,7 +4,9 @@ The runs share one pipeline root, so later runs reuse cached upstream components
 scheduled refresh would. Each gate-says-no case asserts NOT_BLESSED with its reason *and* a
 push destination left exactly as it was.
 """
+import base64
 import os
+import re
 
 import numpy as np
 import pytest
@@ -111,10 +113,9 @@ def test_report_renders_charts_for_a_finished_run(happy, root):
   path = report.write(_config(root), run_id=happy["run_id"])
   page = open(path).read()
   assert "BLESSED" in page and happy["run_id"] in page
-  for chart in ("sizes", "accuracy", "sparsity"):
-    png = os.path.join(os.path.dirname(path), f"{happy['run_id']}-{chart}.png")
-    assert f'src="{os.path.basename(png)}"' in page
-    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  for chart in ("sizes", "accuracy", "sparsity"):  # embedded: the page is one file
+    png = re.search(rf'alt="{chart} chart" src="data:image/png;base64,([^"]+)"', page).group(1)
+    assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
   with pytest.raises(ValueError, match="--run nope: no such run"):
     report.write(_config(root), run_id="nope")
 
@@ -130,7 +131,7 @@ def test_search_in_the_pipeline_records_and_charts_its_trials(happy, root):
   best = max((t for t in trials if t["accepted"]), key=lambda t: t["sparsity"])
   assert summary["pruned_sparsity"] == pytest.approx(best["sparsity"])
   path = report.write(_config(root))
-  assert f'{summary["run_id"]}-search.png' in open(path).read()
+  assert 'alt="search chart" src="data:image/png;base64,' in open(path).read()
 
 
 def test_collaborative_optimisation_in_the_pipeline_keeps_the_zeros(happy, root):
