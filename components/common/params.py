@@ -1,18 +1,10 @@
 """Settings on the TFX side: ComponentSpec PARAMETERS and constructor values from a Settings class."""
-import json
 import typing
 from typing import Any, Dict, List, Type
 
 from tfx.types import component_spec
 
 from tfx_bonsai.components.common import settings as settings_lib
-
-
-def get_list(exec_properties: Dict[str, Any], key: str) -> List[Any]:
-  value = exec_properties.get(key)
-  if value in (None, "", "null"):
-    return []
-  return list(json.loads(value) if isinstance(value, str) else value)
 
 
 def execution_parameters(

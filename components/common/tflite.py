@@ -11,7 +11,8 @@ import tensorflow as tf
 # TFLiteConverter's output property the gate reads: candidate / dense float latency,
 # batch 1, 1 thread.
 LATENCY_RATIO_PROPERTY = "latency_ratio"
-# TF's converter and TFMA still run tf.lite.Interpreter; its deprecation warning is noise.
+# We (and TFMA) run tf.lite.Interpreter, not LiteRT (README says why); its deprecation
+# warning is noise.
 DEPRECATED_INTERPRETER_WARNING = r"\s*Warning: tf.lite.Interpreter is deprecated"
 
 

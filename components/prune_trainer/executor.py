@@ -1,7 +1,7 @@
 """PruneTrainer's executor: unpacks artifacts, builds the datasets, calls `pruning.prune`."""
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from absl import logging
 import tensorflow as tf

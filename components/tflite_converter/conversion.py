@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_bonsai.components.tflite_converter.settings import QUANTIZATIONS  # noqa: F401
+from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.common.tflite import gzip_size  # noqa: F401  (shared with the gate)
 # The conversion's part of the settings (the pure code takes the whole settings object).
 from tfx_bonsai.components.tflite_converter.settings import TFLiteConverterSettings as ConversionConfig
@@ -20,8 +21,7 @@ BATCH_SIZE = 256
 # TFLite names a signature input `serving_default_<name>:<n>`; TFMA strips both parts.
 _SIGNATURE_PREFIX = "serving_default_"
 _OpResolverType = tf.lite.experimental.OpResolverType
-# TFMA itself still runs tf.lite.Interpreter; its deprecation warning is noise here.
-_DEPRECATED_INTERPRETER = r"\s*Warning: tf.lite.Interpreter is deprecated"
+_DEPRECATED_INTERPRETER = tflite.DEPRECATED_INTERPRETER_WARNING  # README: why not LiteRT yet
 
 
 class ConversionError(ValueError):

@@ -11,10 +11,10 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.tflite_converter import conversion
 
-# TFMA itself still runs tf.lite.Interpreter; its deprecation warning is noise here.
-_DEPRECATED_INTERPRETER = r"\s*Warning: tf.lite.Interpreter is deprecated"
+_DEPRECATED_INTERPRETER = tflite.DEPRECATED_INTERPRETER_WARNING  # README: why not LiteRT yet
 
 
 def _batch_one_shape(detail: Mapping[str, object]):

@@ -4,7 +4,6 @@ import os
 import pytest
 from tfx import types
 from tfx import v1 as tfx
-from tfx.types import standard_artifacts
 
 from tfx_bonsai.components.common import settings as settings_lib
 from tfx_bonsai.components.compression_evaluator import component as evaluator_component
