@@ -8,9 +8,15 @@ import warnings
 
 import tensorflow as tf
 
-# TFLiteConverter's output property the gate reads: candidate / dense float latency,
-# batch 1, 1 thread.
+# TFLiteConverter's output properties the gate reads: candidate / dense float latency,
+# batch 1, 1 thread; and what its report shows of the candidate.
 LATENCY_RATIO_PROPERTY = "latency_ratio"
+TFLITE_BYTES_PROPERTY = "tflite_bytes"
+TFLITE_GZIP_BYTES_PROPERTY = "tflite_gzip_bytes"
+QUANTIZATION_PROPERTY = "quantization"
+SPARSE_WEIGHTS_PROPERTY = "sparse_weights"
+AGREEMENT_PROPERTY = "agreement"
+AGREEMENT_KIND_PROPERTY = "agreement_kind"
 # We (and TFMA) run tf.lite.Interpreter, not LiteRT (README says why); its deprecation
 # warning is noise.
 DEPRECATED_INTERPRETER_WARNING = r"\s*Warning: tf.lite.Interpreter is deprecated"

@@ -38,8 +38,6 @@ from tfx_bonsai.components.compression_evaluator import extractors
 from tfx_bonsai.components.compression_evaluator import gate
 from tfx_bonsai.components.compression_evaluator import settings
 from tfx_bonsai.components.compression_evaluator import spec
-# The TFLite model's artifact properties, as TFLiteConverter writes them (for the report).
-from tfx_bonsai.components.tflite_converter import spec as converter_spec
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 EXAMPLE_COUNT_METRIC = "example_count"
@@ -182,9 +180,9 @@ class Executor(tfx_evaluator_executor.Executor):
       logging.warning("CompressionEvaluator: no report beside the blessing: %s", e)
       return
     props = {k: candidate.get_custom_property(k) for k in (
-        converter_spec.TFLITE_BYTES_PROPERTY, converter_spec.TFLITE_GZIP_BYTES_PROPERTY,
-        converter_spec.QUANTIZATION_PROPERTY, converter_spec.SPARSE_WEIGHTS_PROPERTY,
-        converter_spec.AGREEMENT_PROPERTY, converter_spec.AGREEMENT_KIND_PROPERTY)
+        tflite.TFLITE_BYTES_PROPERTY, tflite.TFLITE_GZIP_BYTES_PROPERTY,
+        tflite.QUANTIZATION_PROPERTY, tflite.SPARSE_WEIGHTS_PROPERTY,
+        tflite.AGREEMENT_PROPERTY, tflite.AGREEMENT_KIND_PROPERTY)
              if candidate.has_custom_property(k)}
     summary = {f"candidate_{k}": v for k, v in props.items()}
     summary.update(

@@ -27,12 +27,12 @@ MAX_ABS_ERROR_KEY = "max_abs_error"
 LABEL_KEY = "label_key"
 MEASURE_LATENCY_KEY = "measure_latency"
 # Output artifact custom properties
-TFLITE_BYTES_PROPERTY = "tflite_bytes"
-TFLITE_GZIP_BYTES_PROPERTY = "tflite_gzip_bytes"
-QUANTIZATION_PROPERTY = "quantization"
-SPARSE_WEIGHTS_PROPERTY = "sparse_weights"
-AGREEMENT_PROPERTY = "agreement"
-AGREEMENT_KIND_PROPERTY = "agreement_kind"
+TFLITE_BYTES_PROPERTY = tflite.TFLITE_BYTES_PROPERTY
+TFLITE_GZIP_BYTES_PROPERTY = tflite.TFLITE_GZIP_BYTES_PROPERTY
+QUANTIZATION_PROPERTY = tflite.QUANTIZATION_PROPERTY
+SPARSE_WEIGHTS_PROPERTY = tflite.SPARSE_WEIGHTS_PROPERTY
+AGREEMENT_PROPERTY = tflite.AGREEMENT_PROPERTY
+AGREEMENT_KIND_PROPERTY = tflite.AGREEMENT_KIND_PROPERTY
 AGREEMENT_EXAMPLES_PROPERTY = "agreement_examples"
 # Latency at batch 1, XNNPack on (floats, milliseconds; absent when not measured): the
 # candidate and the dense float TFLite of the same Keras model, at 1 and at all CPU threads.
