@@ -16,7 +16,8 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
 
   Outputs `evaluation` (ModelEvaluation; `tfma.load_eval_result(uri, model_name=...)`
   with model names "candidate", "dense", "production") and `blessing` (ModelBlessing
-  as Evaluator writes it, with `verdict.json` and float properties `candidate_accuracy`,
+  as Evaluator writes it, with `verdict.json` (each accuracy drop with its paired 95%
+  interval and the number of examples) and float properties `candidate_accuracy`,
   `dense_accuracy`, `compression_ratio`, and `latency_ratio` when the candidate has it).
   Beam options come from the pipeline or `.with_beam_pipeline_args()`.
   """
@@ -34,7 +35,10 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
                max_relative_accuracy_drop: float = 0.0,
                min_compression_ratio: float = 10.0,
                eval_split: str = "eval",
-               max_latency_ratio: float = 0.0):
+               max_latency_ratio: float = 0.0,
+               accuracy_decision: str = gate.CONFIDENT,
+               min_accuracy: float = 0.0,
+               dense_blessing: Optional[types.BaseChannel] = None):
     """Args:
       model: the candidate, a TFLiteConverter output (`Format-Serving/tflite`).
       dense_model: the Trainer's Model (Keras SavedModel taking serialized tf.Examples).
@@ -52,11 +56,19 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
       max_latency_ratio: the candidate's batch-1, 1-thread latency / the dense float
         TFLite's (TFLiteConverter's `latency_ratio` property) may be at most this, >= 0;
         0 turns the check off.
+      accuracy_decision: `confident` (default): an accuracy drop passes only when the upper
+        end of its paired 95% interval is within `max_accuracy_drop`; `point`: when the
+        point drop is.
+      min_accuracy: the candidate's accuracy must be at least this, in [0, 1]; 0 is off.
+      dense_blessing: the dense model's ModelBlessing from a TFX Evaluator upstream;
+        optional. When given, the candidate is blessed only if the dense model was.
     """
     gate.GateConfig(max_accuracy_drop=max_accuracy_drop,
                     max_relative_accuracy_drop=max_relative_accuracy_drop,
                     min_compression_ratio=min_compression_ratio,
-                    max_latency_ratio=max_latency_ratio).validate()
+                    max_latency_ratio=max_latency_ratio,
+                    accuracy_decision=accuracy_decision,
+                    min_accuracy=min_accuracy).validate()
     for name, value in ((spec.LABEL_KEY, label_key), (spec.EVAL_SPLIT_KEY, eval_split)):
       if not isinstance(value, str) or not value:
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
@@ -64,6 +76,8 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
     super().__init__(spec.CompressionEvaluatorSpec(
         model=model, dense_model=dense_model, examples=examples,
         baseline_model=baseline_model, sparsity_blessing=sparsity_blessing,
+        dense_blessing=dense_blessing, accuracy_decision=accuracy_decision,
+        min_accuracy=float(min_accuracy),
         label_key=label_key, eval_split=eval_split,
         max_accuracy_drop=float(max_accuracy_drop),
         max_relative_accuracy_drop=float(max_relative_accuracy_drop),

@@ -12,11 +12,15 @@ NOT_BLESSED with the reason "evaluation failed: ...", so the stock Pusher runs a
 records that nothing was pushed. Missing or unusable inputs (no TFLite file, a
 dense model that is not Keras) raise, naming the input.
 """
+import collections
+import json
+import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis import constants as tfma_constants
@@ -43,6 +47,7 @@ from tfx_bonsai.components.common import examples as examples_lib
 from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.compression_evaluator import gate
 from tfx_bonsai.components.compression_evaluator import spec
+from tfx_bonsai.components.compression_evaluator import stats
 from tfx_bonsai.components.tflite_converter import conversion
 from tfx_bonsai.components.tflite_converter import spec as converter_spec
 
@@ -50,6 +55,9 @@ ACCURACY_METRIC = "sparse_categorical_accuracy"
 EXAMPLE_COUNT_METRIC = "example_count"
 _TELEMETRY_DESCRIPTORS = ["CompressionEvaluator"]
 _PER_MODEL_PREDICTIONS = "_compression_evaluator_predictions"
+# Beside TFMA's files in the evaluation: how many examples had each pattern of
+# (model right?) over the models, for the gate's paired comparisons.
+PAIRED_OUTCOMES_FILE = "paired_outcomes.json"
 
 
 def config_from_properties(exec_properties: Dict[str, Any]) -> gate.GateConfig:
@@ -59,6 +67,8 @@ def config_from_properties(exec_properties: Dict[str, Any]) -> gate.GateConfig:
           exec_properties.get(spec.MAX_RELATIVE_ACCURACY_DROP_KEY) or 0.0),
       min_compression_ratio=float(exec_properties[spec.MIN_COMPRESSION_RATIO_KEY]),
       max_latency_ratio=float(exec_properties.get(spec.MAX_LATENCY_RATIO_KEY) or 0.0),
+      accuracy_decision=exec_properties.get(spec.ACCURACY_DECISION_KEY) or gate.CONFIDENT,
+      min_accuracy=float(exec_properties.get(spec.MIN_ACCURACY_KEY) or 0.0),
   ).validate()
 
 
@@ -140,10 +150,78 @@ def _MixedPredictions(extracts, eval_config: config_pb2.EvalConfig,  # pylint: d
   return extracts | "CollectPredictions" >> beam.Map(_unstash)
 
 
+def _label_of(extracts, model_name: str):
+  labels = extracts[tfma_constants.LABELS_KEY]
+  return labels[model_name] if isinstance(labels, dict) else labels
+
+
+def is_correct(prediction, label) -> bool:
+  """Top-1 for class scores; one score is a binary probability, right when on the label's side."""
+  scores = np.asarray(prediction, dtype=np.float64).reshape(-1)
+  label = int(np.asarray(label).reshape(-1)[0])
+  if scores.size == 1:
+    return int(scores[0] > 0.5) == label
+  return int(np.argmax(scores)) == label
+
+
+def _outcome(extracts, model_names: Sequence[str]) -> Tuple[bool, ...]:
+  predictions = extracts[tfma_constants.PREDICTIONS_KEY]
+  return tuple(is_correct(predictions[name], _label_of(extracts, name)) for name in model_names)
+
+
+def _write_outcomes(counts: List[Tuple[Tuple[bool, ...], int]], model_names: Sequence[str],
+                    path: str) -> None:
+  data = {"models": list(model_names),
+          "patterns": [[[int(x) for x in pattern], int(n)] for pattern, n in sorted(counts)]}
+  io_utils.write_string_file(path, json.dumps(data, indent=2))
+
+
+@beam.ptransform_fn
+def _WritePairedOutcomes(extracts, model_names: Sequence[str],  # pylint: disable=invalid-name
+                         output_path: str):
+  """Passes `extracts` through; on the side, counts each (model right?) pattern to a file."""
+  _ = (extracts
+       | "Outcome" >> beam.Map(_outcome, list(model_names))
+       | "CountPatterns" >> beam.combiners.Count.PerElement()
+       | "ToList" >> beam.combiners.ToList()
+       | "Write" >> beam.Map(_write_outcomes, list(model_names),
+                             os.path.join(output_path, PAIRED_OUTCOMES_FILE)))
+  return extracts
+
+
+def paired_counts(outcomes: Dict[str, Any], baseline: str, candidate: str) -> stats.PairedCounts:
+  """The 2x2 table of `baseline` against `candidate` from a paired_outcomes.json's content."""
+  models = outcomes["models"]
+  i, j = models.index(baseline), models.index(candidate)
+  table = collections.Counter()
+  for pattern, n in outcomes["patterns"]:
+    table[(bool(pattern[i]), bool(pattern[j]))] += n
+  return stats.PairedCounts(n=sum(table.values()), both=table[(True, True)],
+                            baseline_only=table[(True, False)],
+                            candidate_only=table[(False, True)])
+
+
+def read_paired_outcomes(output_path: str) -> Optional[Dict[str, Any]]:
+  path = os.path.join(output_path, PAIRED_OUTCOMES_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  return json.loads(io_utils.read_string_file(path))
+
+
 def make_extractors(eval_config: config_pb2.EvalConfig,
                     eval_shared_models: Dict[str, tfma.EvalSharedModel],
-                    tensor_adapter_config: tensor_adapter.TensorAdapterConfig):
-  """TFMA's default extractors for TFLite models, with the mixed-model prediction step."""
+                    tensor_adapter_config: tensor_adapter.TensorAdapterConfig,
+                    output_path: Optional[str] = None):
+  """TFMA's default extractors for TFLite models, with the mixed-model prediction step.
+
+  With `output_path`, a last step writes the paired outcomes file there.
+  """
+  paired = []
+  if output_path is not None:
+    paired = [tfma_extractor.Extractor(
+        stage_name="WritePairedOutcomes",
+        ptransform=_WritePairedOutcomes(  # pylint: disable=no-value-for-parameter
+            model_names=[m.name for m in eval_config.model_specs], output_path=output_path))]
   return [
       features_extractor.FeaturesExtractor(
           eval_config=eval_config,
@@ -156,7 +234,7 @@ def make_extractors(eval_config: config_pb2.EvalConfig,
               eval_config=eval_config, eval_shared_models=eval_shared_models)),
       unbatch_extractor.UnbatchExtractor(),
       slice_key_extractor.SliceKeyExtractor(eval_config=eval_config),
-  ]
+  ] + paired
 
 
 def read_overall_metrics(output_path: str) -> Dict[str, Dict[str, float]]:
@@ -187,6 +265,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     dense = artifact_utils.get_single_instance(input_dict[spec.DENSE_MODEL_KEY])
     production = _optional(input_dict, spec.BASELINE_MODEL_KEY)
     sparsity_blessing = _optional(input_dict, spec.SPARSITY_BLESSING_KEY)
+    dense_blessing = _optional(input_dict, spec.DENSE_BLESSING_KEY)
     examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
     evaluation = artifact_utils.get_single_instance(output_dict[spec.EVALUATION_KEY])
     blessing = artifact_utils.get_single_instance(output_dict[spec.BLESSING_KEY])
@@ -209,6 +288,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       measured[gate.PRODUCTION_ACCURACY] = None
     if sparsity_blessing is not None:
       measured[gate.SPARSITY_PASSED] = blessing_lib.is_blessed(sparsity_blessing)
+    if dense_blessing is not None:
+      measured[gate.DENSE_BLESSED] = blessing_lib.is_blessed(dense_blessing)
     if candidate.has_custom_property(converter_spec.LATENCY_RATIO_PROPERTY):
       measured[gate.LATENCY_RATIO] = candidate.get_float_custom_property(
           converter_spec.LATENCY_RATIO_PROPERTY)
@@ -226,6 +307,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                       (spec.PRODUCTION_MODEL_NAME, gate.PRODUCTION_ACCURACY)):
       if key in measured:
         measured[key] = metrics.get(name, {}).get(ACCURACY_METRIC)
+    outcomes = None if errors else read_paired_outcomes(evaluation.uri)
+    if outcomes is not None:
+      for name, key in ((spec.DENSE_MODEL_NAME, gate.DENSE_PAIRED_COUNTS),
+                        (spec.PRODUCTION_MODEL_NAME, gate.PRODUCTION_PAIRED_COUNTS)):
+        if name in outcomes["models"]:
+          measured[key] = paired_counts(outcomes, name, spec.CANDIDATE_MODEL_NAME).to_dict()
 
     verdict = gate.decide(measured, config, errors)
     blessing_lib.write_blessing(blessing, verdict.blessed, candidate, verdict.to_dict())
@@ -269,7 +356,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            | "ExtractEvaluateAndWriteResults" >> tfma.ExtractEvaluateAndWriteResults(
                eval_shared_model=list(shared_models.values()),
                eval_config=eval_config,
-               extractors=make_extractors(eval_config, shared_models, adapter_config),
+               extractors=make_extractors(eval_config, shared_models, adapter_config,
+                                          output_path),
                output_path=output_path,
                tensor_adapter_config=adapter_config))
     seconds = time.monotonic() - start

@@ -9,6 +9,7 @@ MODEL_KEY = "model"
 DENSE_MODEL_KEY = "dense_model"
 BASELINE_MODEL_KEY = "baseline_model"
 SPARSITY_BLESSING_KEY = "sparsity_blessing"
+DENSE_BLESSING_KEY = "dense_blessing"
 EXAMPLES_KEY = "examples"
 # Outputs
 EVALUATION_KEY = "evaluation"
@@ -20,6 +21,8 @@ MAX_ACCURACY_DROP_KEY = "max_accuracy_drop"
 MAX_RELATIVE_ACCURACY_DROP_KEY = "max_relative_accuracy_drop"
 MIN_COMPRESSION_RATIO_KEY = "min_compression_ratio"
 MAX_LATENCY_RATIO_KEY = "max_latency_ratio"
+ACCURACY_DECISION_KEY = "accuracy_decision"
+MIN_ACCURACY_KEY = "min_accuracy"
 # Blessing custom properties (floats)
 CANDIDATE_ACCURACY_PROPERTY = "candidate_accuracy"
 DENSE_ACCURACY_PROPERTY = "dense_accuracy"
@@ -41,6 +44,8 @@ class CompressionEvaluatorSpec(component_spec.ComponentSpec):
       MAX_RELATIVE_ACCURACY_DROP_KEY: component_spec.ExecutionParameter(type=float),
       MIN_COMPRESSION_RATIO_KEY: component_spec.ExecutionParameter(type=float),
       MAX_LATENCY_RATIO_KEY: component_spec.ExecutionParameter(type=float, optional=True),
+      ACCURACY_DECISION_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+      MIN_ACCURACY_KEY: component_spec.ExecutionParameter(type=float, optional=True),
   }
   INPUTS = {
       MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),
@@ -49,6 +54,8 @@ class CompressionEvaluatorSpec(component_spec.ComponentSpec):
                                                           optional=True),
       SPARSITY_BLESSING_KEY: component_spec.ChannelParameter(
           type=blessing.SparsityBlessing, optional=True),
+      DENSE_BLESSING_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.ModelBlessing, optional=True),
       EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
   }
   OUTPUTS = {
