@@ -22,8 +22,17 @@ class DataConfig:
   format: str = "tfrecord"            # tfrecord | csv
   embedded: str = ""                  # "" | "digits": export the embedded set to `path` first
   label_key: str = "label"
-  train_buckets: int = 4              # hash split train:eval
+  train_buckets: int = 4              # hash split train:selection:eval
+  selection_buckets: int = 1
   eval_buckets: int = 1
+
+
+# The three roles of the data, one split each (ExampleGen's hash split):
+TRAIN_SPLIT = "train"          # fits (Trainer, PruneTrainer)
+SELECTION_SPLIT = "selection"  # the search's levels, PruneTrainer's validation, the
+                               # Trainer's eval and the converter's agreement check
+EVAL_SPLIT = "eval"            # the gate's, seen by nothing else
+SPLITS = (TRAIN_SPLIT, SELECTION_SPLIT, EVAL_SPLIT)
 
 
 @dataclasses.dataclass
@@ -70,6 +79,7 @@ class PruningSection:
   sparsity_m_by_n: str = ""
   pruning_policy: str = ""
   allocation: str = "uniform"
+  selection_split: str = SELECTION_SPLIT   # validation and the search; never the gate's split
   search: SearchSection = dataclasses.field(default_factory=SearchSection)
   collaborative: CollaborativeSection = dataclasses.field(default_factory=CollaborativeSection)
 
@@ -91,6 +101,7 @@ class ConversionSection:
   agreement_examples: int = 360
   min_agreement: float = 0.98
   max_abs_error: float = 0.05
+  agreement_split: str = SELECTION_SPLIT
 
 
 @dataclasses.dataclass
@@ -99,6 +110,9 @@ class GateSection:
   max_relative_accuracy_drop: float = 0.0
   min_compression_ratio: float = 10.0
   max_latency_ratio: float = 0.0
+  accuracy_decision: str = "confident"   # confident | point
+  min_accuracy: float = 0.0              # 0: off
+  eval_split: str = EVAL_SPLIT
 
 
 @dataclasses.dataclass
@@ -252,8 +266,19 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
     raise ConfigError(f"data.path: '{config.data.path}' is not a directory")
   if not config.data.label_key:
     raise ConfigError("data.label_key: must name the label feature")
-  if config.data.train_buckets < 1 or config.data.eval_buckets < 1:
-    raise ConfigError("data.train_buckets and data.eval_buckets: must be >= 1")
+  for key in ("train_buckets", "selection_buckets", "eval_buckets"):
+    if getattr(config.data, key) < 1:
+      raise ConfigError(f"data.{key}: must be >= 1, got {getattr(config.data, key)}")
+  for path, value in (("pruning.selection_split", config.pruning.selection_split),
+                      ("conversion.agreement_split", config.conversion.agreement_split),
+                      ("gate.eval_split", config.gate.eval_split)):
+    if value not in SPLITS:
+      raise ConfigError(f"{path}: must be one of {list(SPLITS)}, got '{value}'")
+  if config.pruning.search.enabled and config.pruning.selection_split == config.gate.eval_split:
+    raise ConfigError(
+        f"pruning.selection_split: the search would select on '{config.gate.eval_split}', the "
+        "split the gate then reports (gate.eval_split); choose another split, e.g. "
+        f"'{SELECTION_SPLIT}', so the gate judges on examples the search never saw")
   if bool(config.trainer.run_fn) == bool(config.trainer.module_file):
     raise ConfigError("trainer: set exactly one of trainer.run_fn (an importable path) or "
                       "trainer.module_file (a file with run_fn)")
@@ -263,6 +288,7 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
   fields = dataclasses.asdict(config.pruning)
   fields.pop("search")
   fields.pop("collaborative")
+  fields.pop("selection_split")
   try:
     pruning.PruningConfig(**{**fields, "include_layers": tuple(config.pruning.include_layers),
                              "exclude_layers": tuple(config.pruning.exclude_layers)}).validate()
@@ -305,6 +331,11 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
   if not 0.0 <= g.max_latency_ratio < float("inf"):
     raise ConfigError("gate.max_latency_ratio: must be >= 0 (0 turns it off), "
                       f"got {g.max_latency_ratio}")
+  if g.accuracy_decision not in ("point", "confident"):
+    raise ConfigError("gate.accuracy_decision: must be one of ['point', 'confident'], "
+                      f"got '{g.accuracy_decision}'")
+  if not 0.0 <= g.min_accuracy <= 1.0:
+    raise ConfigError(f"gate.min_accuracy: must be in [0, 1] (0 turns it off), got {g.min_accuracy}")
   if not config.push.destination:
     raise ConfigError("push.destination: must be set (a directory or gs:// URI)")
   if _inside(config.push.destination, config.pipeline_root):

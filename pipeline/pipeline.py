@@ -33,8 +33,12 @@ def create_pipeline(config: BonsaiConfig,
   The production baseline is the latest TFLite model this pipeline's gate blessed.
   """
   split = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-      example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=config.data.train_buckets),
-      example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.data.eval_buckets)]))
+      example_gen_pb2.SplitConfig.Split(name=config_lib.TRAIN_SPLIT,
+                                        hash_buckets=config.data.train_buckets),
+      example_gen_pb2.SplitConfig.Split(name=config_lib.SELECTION_SPLIT,
+                                        hash_buckets=config.data.selection_buckets),
+      example_gen_pb2.SplitConfig.Split(name=config_lib.EVAL_SPLIT,
+                                        hash_buckets=config.data.eval_buckets)]))
   if config.data.format == "csv":
     example_gen = tfx.components.CsvExampleGen(input_base=config.data.path, output_config=split)
   else:
@@ -48,8 +52,11 @@ def create_pipeline(config: BonsaiConfig,
 
   trainer_args = dict(
       examples=examples, schema=schema,
-      train_args=tfx.proto.TrainArgs(num_steps=config.trainer.train_steps),
-      eval_args=tfx.proto.EvalArgs(num_steps=config.trainer.eval_steps),
+      train_args=tfx.proto.TrainArgs(splits=[config_lib.TRAIN_SPLIT],
+                                     num_steps=config.trainer.train_steps),
+      # The Trainer validates on the selection split: the gate's split stays unseen.
+      eval_args=tfx.proto.EvalArgs(splits=[config.pruning.selection_split],
+                                   num_steps=config.trainer.eval_steps),
       custom_config=dict(config.trainer.custom_config))
   if config.trainer.module_file:
     trainer = tfx.components.Trainer(module_file=config.trainer.module_file, **trainer_args)
@@ -65,6 +72,7 @@ def create_pipeline(config: BonsaiConfig,
       learning_rate=p.learning_rate, include_layers=p.include_layers,
       exclude_layers=p.exclude_layers, sparsity_m_by_n=p.sparsity_m_by_n,
       pruning_policy=p.pruning_policy, allocation=p.allocation,
+      train_split=config_lib.TRAIN_SPLIT, eval_split=p.selection_split,
       clusters=p.collaborative.clusters, cluster_epochs=p.collaborative.cluster_epochs,
       qat_epochs=p.collaborative.qat_epochs,
       collaborative_learning_rate=p.collaborative.learning_rate,
@@ -77,7 +85,8 @@ def create_pipeline(config: BonsaiConfig,
       sparse_weights=c.sparse_weights, int8_io=c.int8_io,
       representative_examples=c.representative_examples,
       agreement_examples=c.agreement_examples, min_agreement=c.min_agreement,
-      max_abs_error=c.max_abs_error, label_key=config.data.label_key)
+      max_abs_error=c.max_abs_error, label_key=config.data.label_key,
+      representative_split=config_lib.TRAIN_SPLIT, agreement_split=c.agreement_split)
 
   s = config.sparsity
   sparsity_validator = SparsityValidator(
@@ -102,7 +111,9 @@ def create_pipeline(config: BonsaiConfig,
       sparsity_blessing=sparsity_validator.outputs["blessing"],
       label_key=config.data.label_key, max_accuracy_drop=g.max_accuracy_drop,
       max_relative_accuracy_drop=g.max_relative_accuracy_drop,
-      min_compression_ratio=g.min_compression_ratio, max_latency_ratio=g.max_latency_ratio)
+      min_compression_ratio=g.min_compression_ratio, max_latency_ratio=g.max_latency_ratio,
+      accuracy_decision=g.accuracy_decision, min_accuracy=g.min_accuracy,
+      eval_split=g.eval_split)
 
   pusher = tfx.components.Pusher(
       model=converter.outputs["tflite_model"], model_blessing=evaluator.outputs["blessing"],
