@@ -53,6 +53,8 @@ class SearchSection:
   max_trials: int = 8
   time_budget_s: float = 0.0          # 0: no limit
   epochs_per_trial: int = 2
+  accuracy_decision: str = ""         # "": the gate's accuracy_decision
+  max_layer_sparsity: float = 0.995   # per-layer cap of the global magnitude allocation
 
 
 @dataclasses.dataclass
@@ -285,6 +287,9 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
   for key in ("train_steps", "eval_steps"):
     if getattr(config.trainer, key) < 1:
       raise ConfigError(f"trainer.{key}: must be >= 1, got {getattr(config.trainer, key)}")
+  if config.gate.accuracy_decision not in ("point", "confident"):
+    raise ConfigError("gate.accuracy_decision: must be one of ['point', 'confident'], "
+                      f"got '{config.gate.accuracy_decision}'")
   fields = dataclasses.asdict(config.pruning)
   fields.pop("search")
   fields.pop("collaborative")
@@ -331,9 +336,6 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
   if not 0.0 <= g.max_latency_ratio < float("inf"):
     raise ConfigError("gate.max_latency_ratio: must be >= 0 (0 turns it off), "
                       f"got {g.max_latency_ratio}")
-  if g.accuracy_decision not in ("point", "confident"):
-    raise ConfigError("gate.accuracy_decision: must be one of ['point', 'confident'], "
-                      f"got '{g.accuracy_decision}'")
   if not 0.0 <= g.min_accuracy <= 1.0:
     raise ConfigError(f"gate.min_accuracy: must be in [0, 1] (0 turns it off), got {g.min_accuracy}")
   if not config.push.destination:
@@ -358,7 +360,9 @@ def search_config(config: BonsaiConfig):
   s = config.pruning.search
   return search.SearchConfig(levels=tuple(s.levels), max_accuracy_drop=search_budget(config),
                              max_trials=s.max_trials, time_budget_s=s.time_budget_s,
-                             epochs_per_trial=s.epochs_per_trial)
+                             epochs_per_trial=s.epochs_per_trial,
+                             accuracy_decision=s.accuracy_decision or config.gate.accuracy_decision,
+                             max_layer_sparsity=s.max_layer_sparsity)
 
 
 def collaborative_config(config: BonsaiConfig):

@@ -21,7 +21,9 @@ def _search_arguments(config: BonsaiConfig) -> dict:
   s = config_lib.search_config(config)
   return dict(search_levels=list(s.levels), search_max_accuracy_drop=s.max_accuracy_drop,
               search_max_trials=s.max_trials, search_time_budget_s=s.time_budget_s,
-              search_epochs_per_trial=s.epochs_per_trial)
+              search_epochs_per_trial=s.epochs_per_trial,
+              search_accuracy_decision=s.accuracy_decision,
+              search_max_layer_sparsity=s.max_layer_sparsity)
 
 
 def create_pipeline(config: BonsaiConfig,

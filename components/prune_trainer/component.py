@@ -52,6 +52,8 @@ class PruneTrainer(base_component.BaseComponent):
                search_max_trials: int = 8,
                search_time_budget_s: float = 0.0,
                search_epochs_per_trial: int = 2,
+               search_accuracy_decision: str = search.CONFIDENT,
+               search_max_layer_sparsity: float = pruning.MAX_LAYER_SPARSITY,
                clusters: int = 0,
                cluster_epochs: int = 1,
                qat_epochs: int = 0,
@@ -67,7 +69,9 @@ class PruneTrainer(base_component.BaseComponent):
     if search_levels:
       search.SearchConfig(levels=tuple(search_levels), max_accuracy_drop=search_max_accuracy_drop,
                           max_trials=search_max_trials, time_budget_s=search_time_budget_s,
-                          epochs_per_trial=search_epochs_per_trial).validate()
+                          epochs_per_trial=search_epochs_per_trial,
+                          accuracy_decision=search_accuracy_decision,
+                          max_layer_sparsity=search_max_layer_sparsity).validate()
     collaborative.CollaborativeConfig(
         clusters=clusters, cluster_epochs=cluster_epochs, qat_epochs=qat_epochs,
         learning_rate=collaborative_learning_rate).validate()
@@ -85,7 +89,9 @@ class PruneTrainer(base_component.BaseComponent):
         search_max_accuracy_drop=float(search_max_accuracy_drop),
         search_max_trials=int(search_max_trials),
         search_time_budget_s=float(search_time_budget_s),
-        search_epochs_per_trial=int(search_epochs_per_trial), clusters=int(clusters),
+        search_epochs_per_trial=int(search_epochs_per_trial),
+        search_accuracy_decision=search_accuracy_decision,
+        search_max_layer_sparsity=float(search_max_layer_sparsity), clusters=int(clusters),
         cluster_epochs=int(cluster_epochs), qat_epochs=int(qat_epochs),
         collaborative_learning_rate=float(collaborative_learning_rate), train_split=train_split,
         eval_split=eval_split,

@@ -56,6 +56,9 @@ def search_from_properties(exec_properties: Dict[str, Any]) -> Optional[search.S
       max_trials=int(value(spec.SEARCH_MAX_TRIALS_KEY, defaults.max_trials)),
       time_budget_s=float(value(spec.SEARCH_TIME_BUDGET_KEY, defaults.time_budget_s)),
       epochs_per_trial=int(value(spec.SEARCH_EPOCHS_KEY, defaults.epochs_per_trial)),
+      accuracy_decision=str(value(spec.SEARCH_ACCURACY_DECISION_KEY, defaults.accuracy_decision)),
+      max_layer_sparsity=float(value(spec.SEARCH_MAX_LAYER_SPARSITY_KEY,
+                                     defaults.max_layer_sparsity)),
   ).validate()
 
 

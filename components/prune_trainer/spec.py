@@ -36,6 +36,8 @@ SEARCH_MAX_ACCURACY_DROP_KEY = "search_max_accuracy_drop"
 SEARCH_MAX_TRIALS_KEY = "search_max_trials"
 SEARCH_TIME_BUDGET_KEY = "search_time_budget_s"
 SEARCH_EPOCHS_KEY = "search_epochs_per_trial"
+SEARCH_ACCURACY_DECISION_KEY = "search_accuracy_decision"
+SEARCH_MAX_LAYER_SPARSITY_KEY = "search_max_layer_sparsity"
 CLUSTERS_KEY = "clusters"
 CLUSTER_EPOCHS_KEY = "cluster_epochs"
 QAT_EPOCHS_KEY = "qat_epochs"
@@ -72,6 +74,9 @@ class PruneTrainerSpec(component_spec.ComponentSpec):
       SEARCH_MAX_TRIALS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
       SEARCH_TIME_BUDGET_KEY: component_spec.ExecutionParameter(type=float, optional=True),
       SEARCH_EPOCHS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
+      SEARCH_ACCURACY_DECISION_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+      SEARCH_MAX_LAYER_SPARSITY_KEY: component_spec.ExecutionParameter(type=float,
+                                                                       optional=True),
       CLUSTERS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
       CLUSTER_EPOCHS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
       QAT_EPOCHS_KEY: component_spec.ExecutionParameter(type=int, optional=True),
