@@ -48,13 +48,13 @@ class TrainerConfig:
 class SearchSection:
   enabled: bool = False
   levels: List[float] = dataclasses.field(
-      default_factory=lambda: [0.9, 0.95, 0.97, 0.98, 0.99, 0.995])
+      default_factory=lambda: [0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.997, 0.998])
   max_accuracy_drop: float = -1.0     # < 0: the gate's max_accuracy_drop
   max_trials: int = 8
   time_budget_s: float = 0.0          # 0: no limit
   epochs_per_trial: int = 2
   accuracy_decision: str = ""         # "": the gate's accuracy_decision
-  max_layer_sparsity: float = 0.995   # per-layer cap of the global magnitude allocation
+  max_layer_sparsity: float = 0.999   # per-layer cap of the search's global magnitude allocation
 
 
 @dataclasses.dataclass

@@ -158,7 +158,10 @@ def _label_of(extracts, model_name: str):
 def is_correct(prediction, label) -> bool:
   """Top-1 for class scores; one score is a binary probability, right when on the label's side."""
   scores = np.asarray(prediction, dtype=np.float64).reshape(-1)
-  label = int(np.asarray(label).reshape(-1)[0])
+  labels = np.asarray(label).reshape(-1)
+  if labels.size != 1:
+    raise ValueError(f"paired outcomes need one label per example, got {labels.size}")
+  label = int(labels[0])
   if scores.size == 1:
     return int(scores[0] > 0.5) == label
   return int(np.argmax(scores)) == label

@@ -53,7 +53,7 @@ class PruneTrainer(base_component.BaseComponent):
                search_time_budget_s: float = 0.0,
                search_epochs_per_trial: int = 2,
                search_accuracy_decision: str = search.CONFIDENT,
-               search_max_layer_sparsity: float = pruning.MAX_LAYER_SPARSITY,
+               search_max_layer_sparsity: float = search.DEFAULT_MAX_LAYER_SPARSITY,
                clusters: int = 0,
                cluster_epochs: int = 1,
                qat_epochs: int = 0,

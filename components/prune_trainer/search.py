@@ -23,7 +23,9 @@ import tensorflow as tf
 from tfx_bonsai.components.compression_evaluator import stats
 from tfx_bonsai.components.prune_trainer import pruning
 
-DEFAULT_LEVELS = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995)
+DEFAULT_LEVELS = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.997, 0.998)
+# The search's per-layer cap: the global level's threshold may take a big layer this far.
+DEFAULT_MAX_LAYER_SPARSITY = 0.999
 POINT, CONFIDENT = "point", "confident"      # as the gate's accuracy_decision
 ACCURACY_DECISIONS = (POINT, CONFIDENT)
 # Bracketing downwards stops below this level: nothing sparser than it held.
@@ -42,7 +44,7 @@ class SearchConfig:
   epochs_per_trial: int = 2
   bisect: bool = True
   accuracy_decision: str = CONFIDENT
-  max_layer_sparsity: float = pruning.MAX_LAYER_SPARSITY   # per-layer cap, < 1 (TFMOT's bound)
+  max_layer_sparsity: float = DEFAULT_MAX_LAYER_SPARSITY   # per-layer cap, < 1 (TFMOT's bound)
 
   def validate(self) -> "SearchConfig":
     if not self.levels:
@@ -93,9 +95,11 @@ class SearchResult:
   max_accuracy_drop: float
   accuracy_decision: str = CONFIDENT
   stopped: str = ""             # why the search stopped
+  dense_weights_gzip_bytes: int = 0
 
   def report(self) -> Dict[str, Any]:
     return {"dense_accuracy": self.dense_accuracy, "within_budget": self.within_budget,
+            "dense_weights_gzip_bytes": self.dense_weights_gzip_bytes,
             "max_accuracy_drop": self.max_accuracy_drop,
             "accuracy_decision": self.accuracy_decision, "stopped": self.stopped,
             "trials": [dataclasses.asdict(t) for t in self.trials]}
@@ -229,4 +233,5 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
            chosen[1].sparsity, chosen[1].accuracy, chosen[1].accuracy_drop, len(trials),
            time.time() - start, stopped)
   return SearchResult(chosen[0].model, chosen[0], dense_accuracy, trials, best is not None,
-                      search_config.max_accuracy_drop, search_config.accuracy_decision, stopped)
+                      search_config.max_accuracy_drop, search_config.accuracy_decision, stopped,
+                      weights_gzip_bytes(model))

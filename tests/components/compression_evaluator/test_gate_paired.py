@@ -9,7 +9,7 @@ from tfx_bonsai.components.compression_evaluator import gate
 from tfx_bonsai.components.compression_evaluator import stats
 
 # 360 examples, dense right on 4 the candidate misses, candidate right on 2 dense misses:
-# point drop 2/360 = 0.56 pp, within a 1 pp budget; the 95% interval reaches ~+2.3 pp.
+# point drop 2/360 = 0.56 pp, within a 1 pp budget; its 95% interval is -0.92..+1.52 pp.
 UNDECIDED = stats.PairedCounts(n=360, both=340, baseline_only=4, candidate_only=2)
 # The candidate fixes 6 and breaks 1: the whole interval is below the budget.
 WITHIN = stats.PairedCounts(n=360, both=340, baseline_only=1, candidate_only=6)
@@ -42,7 +42,8 @@ def test_confident_refuses_a_point_drop_within_budget_whose_interval_is_not():
   verdict = gate.decide(_measured(UNDECIDED), gate.GateConfig(max_accuracy_drop=0.01))
   check = _check(verdict, gate.ACCURACY_DROP)
   assert check.measured == pytest.approx(2 / 360) and check.measured < 0.01
-  assert check.paired.high > 0.01
+  assert (check.paired.low, check.paired.high) == pytest.approx((-0.0092, 0.0152), abs=1e-4)
+  assert check.paired.needed == pytest.approx(2700, rel=0.02)
   assert not check.passed and not verdict.blessed
   (reason,) = verdict.reasons
   assert reason.startswith("accuracy_drop: too few examples to decide at a 1.00 pp budget: "
