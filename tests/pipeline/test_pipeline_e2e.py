@@ -112,7 +112,7 @@ def test_new_data_uses_the_pushed_model_as_production_baseline(happy, root):
   (dense,) = [c for c in verdict["checks"] if c["name"] == "accuracy_drop"]
   assert production["n"] == dense["n"] > 0
   assert production["drop"] == pytest.approx(
-      measured["production_accuracy"] - measured["candidate_accuracy"])
+      measured["production_accuracy"] - measured["candidate_accuracy"], abs=1e-6)  # TFMA: float32
   assert production["ci_low"] <= production["drop"] <= production["ci_high"]
   assert production["passed"] == (production["ci_high"] <= 0.03 + 1e-9)
   assert summary["blessed"] == all(c["passed"] for c in verdict["checks"])
