@@ -76,22 +76,34 @@ def charts(summary: Dict[str, Any], directory: str) -> List[str]:
     made.append(prefix + "accuracy.png")
   trials = (summary.get("search") or {}).get("trials") or []
   if trials:
+    # The trade-off curve: compression (dense / trial weights after gzip) against the drop
+    # on the selection split, with its paired 95% interval; one point per trial.
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    dense = summary["search"]["dense_accuracy"]
+    search = summary["search"]
+    dense_bytes = search.get("dense_weights_gzip_bytes") or trials[0]["weights_gzip_bytes"]
+    ratio = lambda t: dense_bytes / max(1, t["weights_gzip_bytes"])
     for accepted, marker, color in ((True, "o", "#2a7"), (False, "x", "#c44e52")):
       points = [t for t in trials if t["accepted"] == accepted]
-      ax.scatter([t["sparsity"] for t in points], [t["accuracy"] for t in points], marker=marker,
-                 color=color, label="within budget" if accepted else "over budget")
+      drops = [100 * t["accuracy_drop"] for t in points]
+      errors = [[100 * (t["accuracy_drop"] - (t.get("drop_ci_low") or t["accuracy_drop"]))
+                 for t in points],
+                [100 * ((t.get("drop_ci_high") or t["accuracy_drop"]) - t["accuracy_drop"])
+                 for t in points]]
+      ax.errorbar([ratio(t) for t in points], drops, yerr=errors, fmt=marker, color=color,
+                  capsize=3, label="accepted" if accepted else "over budget")
     for i, t in enumerate(trials, 1):
-      ax.annotate(str(i), (t["sparsity"], t["accuracy"]), textcoords="offset points", xytext=(4, 4),
-                  fontsize=8)
-    ax.axhline(dense, color="#4c72b0", linestyle=":", label="dense")
-    budget = summary["search"].get("max_accuracy_drop")
+      ax.annotate(f"{i}: {t['level']:g}", (ratio(t), 100 * t["accuracy_drop"]),
+                  textcoords="offset points", xytext=(4, 4), fontsize=7)
+    budget = search.get("max_accuracy_drop")
     if budget is not None:
-      ax.axhline(dense - budget, color="#c44e52", linestyle="--", label=f"dense - budget ({budget})")
-    ax.set_xlabel("sparsity")
-    ax.set_ylabel("eval accuracy")
-    ax.set_title("Sparsity search: trials in order")
+      ax.axhline(100 * budget, color="#c44e52", linestyle="--",
+                 label=f"budget {100 * budget:g} pp ({search.get('accuracy_decision', 'point')})")
+    ax.axhline(0, color="#4c72b0", linestyle=":", label="dense")
+    ax.set_xscale("log")
+    ax.set_xlabel("compression of the weights (gzip), x")
+    ax.set_ylabel("accuracy drop, pp (95% CI)")
+    ax.set_title("Sparsity search: " + (f"stopped: {search['stopped']}"
+                                        if search.get("stopped") else "trials"), fontsize=9)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(directory, prefix + "search.png"), dpi=110)

@@ -12,10 +12,14 @@ NOT_BLESSED with the reason "evaluation failed: ...", so the stock Pusher runs a
 records that nothing was pushed. Missing or unusable inputs (no TFLite file, a
 dense model that is not Keras) raise, naming the input.
 """
+import collections
+import json
+import os
 import time
 from typing import Any, Dict, List, Optional
 
 from absl import logging
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis import constants as tfma_constants
 from tensorflow_model_analysis.proto import config_pb2
@@ -35,10 +39,13 @@ from tfx_bonsai.components.compression_evaluator import extractors
 from tfx_bonsai.components.compression_evaluator import gate
 from tfx_bonsai.components.compression_evaluator import settings
 from tfx_bonsai.components.compression_evaluator import spec
+from tfx_bonsai.components.compression_evaluator import stats
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 EXAMPLE_COUNT_METRIC = "example_count"
 _TELEMETRY_DESCRIPTORS = ["CompressionEvaluator"]
+# Beside TFMA's files in the evaluation, written by the extractors' last step.
+PAIRED_OUTCOMES_FILE = extractors.PAIRED_OUTCOMES_FILE
 
 
 def config_from_properties(
@@ -69,6 +76,25 @@ def make_eval_config(label_key: str, with_production: bool) -> config_pb2.EvalCo
       slicing_specs=[config_pb2.SlicingSpec()])
   config.options.include_default_metrics.value = False
   return config
+
+
+def paired_counts(outcomes: Dict[str, Any], baseline: str, candidate: str) -> stats.PairedCounts:
+  """The 2x2 table of `baseline` against `candidate` from a paired_outcomes.json's content."""
+  models = outcomes["models"]
+  i, j = models.index(baseline), models.index(candidate)
+  table = collections.Counter()
+  for pattern, n in outcomes["patterns"]:
+    table[(bool(pattern[i]), bool(pattern[j]))] += n
+  return stats.PairedCounts(n=sum(table.values()), both=table[(True, True)],
+                            baseline_only=table[(True, False)],
+                            candidate_only=table[(False, True)])
+
+
+def read_paired_outcomes(output_path: str) -> Optional[Dict[str, Any]]:
+  path = os.path.join(output_path, PAIRED_OUTCOMES_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  return json.loads(io_utils.read_string_file(path))
 
 
 def read_overall_metrics(output_path: str) -> Dict[str, Dict[str, float]]:
@@ -105,6 +131,7 @@ class Executor(tfx_evaluator_executor.Executor):
     dense = artifact_utils.get_single_instance(input_dict[spec.DENSE_MODEL_KEY])
     production = _optional(input_dict, spec.BASELINE_MODEL_KEY)
     sparsity_blessing = _optional(input_dict, spec.SPARSITY_BLESSING_KEY)
+    dense_blessing = _optional(input_dict, spec.DENSE_BLESSING_KEY)
     examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
     evaluation = artifact_utils.get_single_instance(output_dict[spec.EVALUATION_KEY])
     blessing = artifact_utils.get_single_instance(output_dict[spec.BLESSING_KEY])
@@ -126,6 +153,8 @@ class Executor(tfx_evaluator_executor.Executor):
       measured[gate.PRODUCTION_ACCURACY] = None
     if sparsity_blessing is not None:
       measured[gate.SPARSITY_PASSED] = blessing_lib.is_blessed(sparsity_blessing)
+    if dense_blessing is not None:
+      measured[gate.DENSE_BLESSED] = blessing_lib.is_blessed(dense_blessing)
     if candidate.has_custom_property(tflite.LATENCY_RATIO_PROPERTY):
       measured[gate.LATENCY_RATIO] = candidate.get_float_custom_property(
           tflite.LATENCY_RATIO_PROPERTY)
@@ -143,6 +172,12 @@ class Executor(tfx_evaluator_executor.Executor):
                       (spec.PRODUCTION_MODEL_NAME, gate.PRODUCTION_ACCURACY)):
       if key in measured:
         measured[key] = metrics.get(name, {}).get(ACCURACY_METRIC)
+    outcomes = None if errors else read_paired_outcomes(evaluation.uri)
+    if outcomes is not None:
+      for name, key in ((spec.DENSE_MODEL_NAME, gate.DENSE_PAIRED_COUNTS),
+                        (spec.PRODUCTION_MODEL_NAME, gate.PRODUCTION_PAIRED_COUNTS)):
+        if name in outcomes["models"]:
+          measured[key] = paired_counts(outcomes, name, spec.CANDIDATE_MODEL_NAME).to_dict()
 
     verdict = gate.decide(measured, config, errors)
     blessing_lib.write_blessing(blessing, verdict.blessed, candidate, verdict.to_dict())
@@ -186,7 +221,8 @@ class Executor(tfx_evaluator_executor.Executor):
            | "ExtractEvaluateAndWriteResults" >> tfma.ExtractEvaluateAndWriteResults(
                eval_shared_model=list(shared_models.values()),
                eval_config=eval_config,
-               extractors=extractors.make_extractors(eval_config, shared_models, adapter_config),
+               extractors=extractors.make_extractors(eval_config, shared_models, adapter_config,
+                                                     output_path),
                output_path=output_path,
                tensor_adapter_config=adapter_config))
     seconds = time.monotonic() - start
