@@ -464,13 +464,18 @@ def runtime_parameter_keys() -> List[str]:
 
 
 def runtime_parameter_defaults(config: BonsaiConfig, keys: List[str]) -> Dict[str, Any]:
-  """{pipeline parameter name: the config's value} for YAML keys (booleans as 0/1)."""
+  """{pipeline parameter name: the value its component gets from the config} for YAML keys
+  (booleans as 0/1): the search's "the gate's" placeholders (max_accuracy_drop < 0,
+  accuracy_decision "") resolved as the component's settings resolve them."""
+  values = {}
+  for section, make in _COMPONENT_SETTINGS.items():
+    settings = make(config)
+    for name, path in type(settings).config_paths().items():
+      values[f"{section}.{path}"] = getattr(settings, name)
   defaults = {}
   for key in keys:
-    node = config
-    for part in key.split("."):
-      node = getattr(node, part)
-    defaults[runtime_parameter_name(key)] = int(node) if isinstance(node, bool) else node
+    value = values[key]
+    defaults[runtime_parameter_name(key)] = int(value) if isinstance(value, bool) else value
   return defaults
 
 
