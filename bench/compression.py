@@ -11,7 +11,7 @@ Every drop is also measured against an iso-epoch dense control: the dense model 
 with the same optimiser (Adam at the pruning learning rate), for as many epochs as the
 candidate's lineage (pruning epochs, the accepted search trials' epochs, clustering and QAT
 epochs). Both drops are paired on the same eval examples and carry the exact 95% interval
-of `compression_evaluator.stats`; the headline is the less favourable of the two.
+of `components/common/stats.py`; the headline is the less favourable of the two.
 """
 import dataclasses
 import os
@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from tfx_bonsai.components.compression_evaluator import stats
+from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.prune_trainer import collaborative as collaborative_lib
 from tfx_bonsai.components.prune_trainer import pruning
 from tfx_bonsai.components.prune_trainer import search as search_lib

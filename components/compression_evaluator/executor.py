@@ -34,12 +34,12 @@ from tfx_bsl.tfxio import tensor_adapter
 from tfx_bonsai.components.common import blessing as blessing_lib
 from tfx_bonsai.components.common import examples as examples_lib
 from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.compression_evaluator import extractors
 from tfx_bonsai.components.compression_evaluator import gate
 from tfx_bonsai.components.compression_evaluator import settings
 from tfx_bonsai.components.compression_evaluator import spec
-from tfx_bonsai.components.compression_evaluator import stats
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 EXAMPLE_COUNT_METRIC = "example_count"

@@ -9,8 +9,9 @@ import dataclasses
 import math
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from tfx_bonsai.components.common import settings as settings_lib
+from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.compression_evaluator import settings
-from tfx_bonsai.components.compression_evaluator import stats
 
 # Keys of the `measured` dict.
 CANDIDATE_ACCURACY = "candidate_accuracy"
@@ -42,8 +43,8 @@ DENSE_BLESSING = "dense_blessing"
 # LATENCY_RATIO (above) names its check too.
 
 # How the accuracy drops are decided (the accuracy_decision setting).
-POINT, CONFIDENT = settings.POINT, settings.CONFIDENT
-ACCURACY_DECISIONS = settings.ACCURACY_DECISIONS
+POINT, CONFIDENT = settings_lib.POINT, settings_lib.CONFIDENT
+ACCURACY_DECISIONS = settings_lib.ACCURACY_DECISIONS
 
 # Slack on every comparison so that a figure exactly at its threshold passes
 # despite float rounding (e.g. 0.95 - 0.94 > 0.01 in binary floating point).

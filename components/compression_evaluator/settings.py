@@ -9,11 +9,6 @@ import dataclasses
 from tfx_bonsai.components.common import settings as settings_lib
 from tfx_bonsai.components.common.settings import setting
 
-# How the gate (and the search, by default as the gate) decides an accuracy drop.
-POINT = "point"            # the point drop must be within the budget
-CONFIDENT = "confident"    # the upper end of its paired 95% interval must be within the budget
-ACCURACY_DECISIONS = (POINT, CONFIDENT)
-
 
 @dataclasses.dataclass(frozen=True)
 class CompressionEvaluatorSettings(settings_lib.Settings):
@@ -41,5 +36,6 @@ class CompressionEvaluatorSettings(settings_lib.Settings):
       0.0, check=settings_lib.fraction(high_open=True, note=" (0 turns it off)"))
   min_compression_ratio: float = setting(10.0, check=settings_lib.greater_than(1))
   max_latency_ratio: float = setting(0.0, check=settings_lib.at_least(0, " (0 turns it off)"))
-  accuracy_decision: str = setting(CONFIDENT, check=settings_lib.one_of(ACCURACY_DECISIONS))
+  accuracy_decision: str = setting(settings_lib.CONFIDENT,
+                                   check=settings_lib.one_of(settings_lib.ACCURACY_DECISIONS))
   min_accuracy: float = setting(0.0, check=settings_lib.fraction(note=" (0 turns it off)"))

@@ -5,7 +5,7 @@ model (so later trials only prune further), with per-layer targets from one glob
 magnitude ranking (each layer capped at `max_layer_sparsity`). A trial is accepted when
 its drop against the dense model, on the same selection examples, holds: with
 `accuracy_decision="confident"` the upper end of the paired 95% interval
-(`compression_evaluator.stats`) must be within the budget, as the gate decides; with
+(`components/common/stats.py`) must be within the budget, as the gate decides; with
 `point` the point drop must. When the first level is already over budget the search
 brackets downwards (halving the level) until one holds; after the first level over budget
 it bisects between the last accepted level and the first rejected one while trials remain.
@@ -20,12 +20,12 @@ from absl import logging as log
 import numpy as np
 import tensorflow as tf
 
-from tfx_bonsai.components.compression_evaluator import stats
+from tfx_bonsai.components.common import settings as settings_lib
+from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.prune_trainer import pruning
-from tfx_bonsai.components.prune_trainer import settings
 from tfx_bonsai.components.prune_trainer.settings import SearchConfig  # noqa: F401
 
-POINT, CONFIDENT = settings.POINT, settings.CONFIDENT      # as the gate's accuracy_decision
+POINT, CONFIDENT = settings_lib.POINT, settings_lib.CONFIDENT   # as the gate's accuracy_decision
 # Bracketing downwards stops below this level: nothing sparser than it held.
 MIN_BRACKET_LEVEL = 0.05
 # Bisection stops when the accepted and rejected levels are this close.

@@ -11,7 +11,6 @@ from typing import List, Optional, Tuple
 
 from tfx_bonsai.components.common import settings as settings_lib
 from tfx_bonsai.components.common.settings import setting
-from tfx_bonsai.components.compression_evaluator import settings as gate_settings
 
 SCHEDULES = ("polynomial", "constant")
 ALLOCATIONS = ("uniform", "global_magnitude")
@@ -19,10 +18,6 @@ POLICIES = ("", "xnnpack")
 DISTRIBUTIONS = ("", "mirrored")  # "": one device; "mirrored": tf.distribute.MirroredStrategy
 MAX_CLUSTERS = 256  # an 8-bit weight cannot hold more distinct values
 DEFAULT_SEARCH_LEVELS = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.997, 0.998)
-# The search's acceptance, as the gate's accuracy_decision: "confident" (the paired 95%
-# interval's upper end within the budget) or "point".
-POINT, CONFIDENT = gate_settings.POINT, gate_settings.CONFIDENT
-ACCURACY_DECISIONS = gate_settings.ACCURACY_DECISIONS
 # The search's per-layer cap: the global level's threshold may take a big layer this far.
 DEFAULT_MAX_LAYER_SPARSITY = 0.999
 
@@ -93,8 +88,10 @@ class PruneTrainerSettings(settings_lib.Settings):
                                         config="search.time_budget_s")
   search_epochs_per_trial: int = setting(2, check=settings_lib.at_least(1),
                                          config="search.epochs_per_trial")
-  search_accuracy_decision: str = setting(CONFIDENT, check=settings_lib.one_of(ACCURACY_DECISIONS),
-                                          config="search.accuracy_decision")
+  # How trials are accepted, as the gate's accuracy_decision (settings_lib.ACCURACY_DECISIONS).
+  search_accuracy_decision: str = setting(
+      settings_lib.CONFIDENT, check=settings_lib.one_of(settings_lib.ACCURACY_DECISIONS),
+      config="search.accuracy_decision")
   # Per-layer cap of the search's global magnitude allocation: below 1 (TFMOT's bound).
   search_max_layer_sparsity: float = setting(
       DEFAULT_MAX_LAYER_SPARSITY,

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.compression_evaluator import gate
-from tfx_bonsai.components.compression_evaluator import stats
 
 # 360 examples, dense right on 4 the candidate misses, candidate right on 2 dense misses:
 # point drop 2/360 = 0.56 pp, within a 1 pp budget; its 95% interval is -0.92..+1.52 pp.

@@ -4,7 +4,7 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
-from tfx_bonsai.components.compression_evaluator import stats
+from tfx_bonsai.components.common import stats
 
 
 def test_interval_matches_hand_computed_case():
