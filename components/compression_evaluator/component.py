@@ -19,7 +19,8 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
 
   Outputs `evaluation` (ModelEvaluation; `tfma.load_eval_result(uri, model_name=...)`
   with model names "candidate", "dense", "production") and `blessing` (ModelBlessing
-  as Evaluator writes it, with `verdict.json` and float properties `candidate_accuracy`,
+  as Evaluator writes it, with `verdict.json` (each accuracy drop with its paired 95%
+  interval and the number of examples) and float properties `candidate_accuracy`,
   `dense_accuracy`, `compression_ratio`, and `latency_ratio` when the candidate has it).
   Beam options come from the pipeline or `.with_beam_pipeline_args()`.
   """
@@ -37,7 +38,10 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
                max_relative_accuracy_drop: float = _DEFAULTS.max_relative_accuracy_drop,
                min_compression_ratio: float = _DEFAULTS.min_compression_ratio,
                eval_split: str = _DEFAULTS.eval_split,
-               max_latency_ratio: float = _DEFAULTS.max_latency_ratio):
+               max_latency_ratio: float = _DEFAULTS.max_latency_ratio,
+               accuracy_decision: str = _DEFAULTS.accuracy_decision,
+               min_accuracy: float = _DEFAULTS.min_accuracy,
+               dense_blessing: Optional[types.BaseChannel] = None):
     """Args:
       model: the candidate, a TFLiteConverter output (`Format-Serving/tflite`).
       dense_model: the Trainer's Model (Keras SavedModel taking serialized tf.Examples).
@@ -55,15 +59,22 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
       max_latency_ratio: the candidate's batch-1, 1-thread latency / the dense float
         TFLite's (TFLiteConverter's `latency_ratio` property) may be at most this, >= 0;
         0 turns the check off.
+      accuracy_decision: `confident` (default): an accuracy drop passes only when the upper
+        end of its paired 95% interval is within `max_accuracy_drop`; `point`: when the
+        point drop is.
+      min_accuracy: the candidate's accuracy must be at least this, in [0, 1]; 0 is off.
+      dense_blessing: the dense model's ModelBlessing from a TFX Evaluator upstream;
+        optional. When given, the candidate is blessed only if the dense model was.
     The parameters are the fields of `settings.CompressionEvaluatorSettings` (types,
-    defaults, rules); each may be a `tfx.dsl.experimental.RuntimeParameter`, checked when
-    the run starts.
+    defaults, rules); each but `eval_split` may be a `tfx.dsl.experimental.RuntimeParameter`,
+    checked when the run starts.
     """
     chosen = params.component_settings(settings.CompressionEvaluatorSettings, locals())
     outputs = spec.CompressionEvaluatorSpec.OUTPUTS
     super().__init__(spec.CompressionEvaluatorSpec(
         model=model, dense_model=dense_model, examples=examples,
         baseline_model=baseline_model, sparsity_blessing=sparsity_blessing,
+        dense_blessing=dense_blessing,
         evaluation=types.Channel(type=outputs[spec.EVALUATION_KEY].type),
         blessing=types.Channel(type=outputs[spec.BLESSING_KEY].type),
         **chosen.to_exec_properties()))

@@ -13,6 +13,7 @@ MODEL_KEY = standard_component_specs.MODEL_KEY
 DENSE_MODEL_KEY = "dense_model"
 BASELINE_MODEL_KEY = standard_component_specs.BASELINE_MODEL_KEY
 SPARSITY_BLESSING_KEY = "sparsity_blessing"
+DENSE_BLESSING_KEY = "dense_blessing"
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 # Outputs
 EVALUATION_KEY = standard_component_specs.EVALUATION_KEY
@@ -24,6 +25,8 @@ MAX_ACCURACY_DROP_KEY = "max_accuracy_drop"
 MAX_RELATIVE_ACCURACY_DROP_KEY = "max_relative_accuracy_drop"
 MIN_COMPRESSION_RATIO_KEY = "min_compression_ratio"
 MAX_LATENCY_RATIO_KEY = "max_latency_ratio"
+ACCURACY_DECISION_KEY = "accuracy_decision"
+MIN_ACCURACY_KEY = "min_accuracy"
 # Blessing custom properties (floats)
 CANDIDATE_ACCURACY_PROPERTY = "candidate_accuracy"
 DENSE_ACCURACY_PROPERTY = "dense_accuracy"
@@ -46,6 +49,8 @@ class CompressionEvaluatorSpec(component_spec.ComponentSpec):
                                                           optional=True),
       SPARSITY_BLESSING_KEY: component_spec.ChannelParameter(
           type=blessing.SparsityBlessing, optional=True),
+      DENSE_BLESSING_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.ModelBlessing, optional=True),
       EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
   }
   OUTPUTS = {
