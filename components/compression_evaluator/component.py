@@ -5,6 +5,7 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_component
 from tfx.dsl.components.base import executor_spec
 
+from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.compression_evaluator import executor
 from tfx_bonsai.components.compression_evaluator import gate
 from tfx_bonsai.components.compression_evaluator import spec
@@ -34,7 +35,13 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
                max_relative_accuracy_drop: float = 0.0,
                min_compression_ratio: float = 10.0,
                eval_split: str = "eval",
-               max_latency_ratio: float = 0.0):
+               max_latency_ratio: float = 0.0,
+               transform_graph: Optional[types.BaseChannel] = None,
+               head: str = "auto",
+               metric: str = "",
+               max_metric_increase: float = 0.0,
+               model_fn: str = "",
+               module_file: Optional[str] = None):
     """Args:
       model: the candidate, a TFLiteConverter output (`Format-Serving/tflite`).
       dense_model: the Trainer's Model (Keras SavedModel taking serialized tf.Examples).
@@ -52,8 +59,19 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
       max_latency_ratio: the candidate's batch-1, 1-thread latency / the dense float
         TFLite's (TFLiteConverter's `latency_ratio` property) may be at most this, >= 0;
         0 turns the check off.
+      transform_graph: Transform's graph, when the TFLite models take transformed
+        features: the gate applies it to the raw eval examples for them (the dense
+        model's serving signature does its own). `label_key` may be a transformed feature.
+      head: what the output means (heads.HEADS; "auto" reads the dense model).
+      metric: "" (accuracy; MAE for regression), "accuracy", "mae" or "rmse".
+      max_metric_increase: for regression, how much MAE/RMSE may grow over the dense
+        and the production model, >= 0.
+      model_fn, module_file: the Trainer module's model-building function, when the dense
+        model was exported with tf.saved_model.save (see PruneTrainer).
     """
+    heads.validate(head, metric)
     gate.GateConfig(max_accuracy_drop=max_accuracy_drop,
+                    max_metric_increase=max_metric_increase,
                     max_relative_accuracy_drop=max_relative_accuracy_drop,
                     min_compression_ratio=min_compression_ratio,
                     max_latency_ratio=max_latency_ratio).validate()
@@ -68,6 +86,8 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
         max_accuracy_drop=float(max_accuracy_drop),
         max_relative_accuracy_drop=float(max_relative_accuracy_drop),
         min_compression_ratio=float(min_compression_ratio),
-        max_latency_ratio=float(max_latency_ratio),
+        max_latency_ratio=float(max_latency_ratio), transform_graph=transform_graph,
+        head=head, metric=metric, max_metric_increase=float(max_metric_increase),
+        model_fn=model_fn, module_file=module_file,
         evaluation=types.Channel(type=outputs[spec.EVALUATION_KEY].type),
         blessing=types.Channel(type=outputs[spec.BLESSING_KEY].type)))

@@ -12,11 +12,13 @@ NOT_BLESSED with the reason "evaluation failed: ...", so the stock Pusher runs a
 records that nothing was pushed. Missing or unusable inputs (no TFLite file, a
 dense model that is not Keras) raise, naming the input.
 """
+import dataclasses
 import time
 from typing import Any, Dict, List, Optional
 
 from absl import logging
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis import constants as tfma_constants
@@ -40,6 +42,7 @@ from tfx_bsl.tfxio import tensor_adapter
 
 from tfx_bonsai.components.common import blessing as blessing_lib
 from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.compression_evaluator import gate
 from tfx_bonsai.components.compression_evaluator import spec
@@ -47,6 +50,15 @@ from tfx_bonsai.components.tflite_converter import conversion
 from tfx_bonsai.components.tflite_converter import spec as converter_spec
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
+# The TFMA metric (class name, config, key in the results) that scores each head.
+_TFMA_METRICS = {
+    heads.MULTICLASS: ("SparseCategoricalAccuracy", "", ACCURACY_METRIC),
+    heads.MULTICLASS_LOGITS: ("SparseCategoricalAccuracy", "", ACCURACY_METRIC),
+    heads.BINARY: ("BinaryAccuracy", '"threshold": 0.5', "binary_accuracy"),
+    heads.BINARY_LOGITS: ("BinaryAccuracy", '"threshold": 0.0', "binary_accuracy"),
+    heads.MAE: ("MeanAbsoluteError", "", "mean_absolute_error"),
+    heads.RMSE: ("RootMeanSquaredError", "", "root_mean_squared_error"),
+}
 EXAMPLE_COUNT_METRIC = "example_count"
 _TELEMETRY_DESCRIPTORS = ["CompressionEvaluator"]
 _PER_MODEL_PREDICTIONS = "_compression_evaluator_predictions"
@@ -59,16 +71,33 @@ def config_from_properties(exec_properties: Dict[str, Any]) -> gate.GateConfig:
           exec_properties.get(spec.MAX_RELATIVE_ACCURACY_DROP_KEY) or 0.0),
       min_compression_ratio=float(exec_properties[spec.MIN_COMPRESSION_RATIO_KEY]),
       max_latency_ratio=float(exec_properties.get(spec.MAX_LATENCY_RATIO_KEY) or 0.0),
+      metric=_gate_metric(exec_properties.get(spec.HEAD_KEY) or heads.AUTO,
+                          exec_properties.get(spec.METRIC_KEY) or ""),
+      max_metric_increase=float(exec_properties.get(spec.MAX_METRIC_INCREASE_KEY) or 0.0),
   ).validate()
 
 
-def make_eval_config(label_key: str, with_production: bool) -> config_pb2.EvalConfig:
-  """Candidate and production as `tf_lite`, dense as `tf_keras`; accuracy on the overall slice."""
+def _gate_metric(head: str, metric: str) -> str:
+  """The gate's metric before the head is resolved: an explicit one, MAE for regression."""
+  heads.validate(head, metric)
+  return metric or (heads.MAE if head == heads.REGRESSION else heads.ACCURACY)
+
+
+def tfma_metric(head: str, metric: str = ""):
+  """(class name, config, result key) of the TFMA metric scoring a resolved `head`."""
+  return _TFMA_METRICS[heads.metric_for(head, metric) if head == heads.REGRESSION else head]
+
+
+def make_eval_config(label_key: str, with_production: bool, head: str = heads.MULTICLASS,
+                     metric: str = "",
+                     dense_type: str = tfma_constants.TF_KERAS) -> config_pb2.EvalConfig:
+  """Candidate and production as `tf_lite`, dense as `dense_type` (`tf_keras`, or `tf_generic`
+  for a tf.saved_model.save export) through its serving signature; the head's metric overall."""
   names = [spec.CANDIDATE_MODEL_NAME, spec.DENSE_MODEL_NAME]
   specs = [
       config_pb2.ModelSpec(name=spec.CANDIDATE_MODEL_NAME, model_type=tfma_constants.TF_LITE,
                            label_key=label_key),
-      config_pb2.ModelSpec(name=spec.DENSE_MODEL_NAME, model_type=tfma_constants.TF_KERAS,
+      config_pb2.ModelSpec(name=spec.DENSE_MODEL_NAME, model_type=dense_type,
                            signature_name="serving_default", label_key=label_key),
   ]
   if with_production:
@@ -80,7 +109,8 @@ def make_eval_config(label_key: str, with_production: bool) -> config_pb2.EvalCo
       metrics_specs=[config_pb2.MetricsSpec(
           model_names=names,
           metrics=[config_pb2.MetricConfig(class_name="ExampleCount"),
-                   config_pb2.MetricConfig(class_name="SparseCategoricalAccuracy")])],
+                   config_pb2.MetricConfig(class_name=tfma_metric(head, metric)[0],
+                                           config=tfma_metric(head, metric)[1])])],
       slicing_specs=[config_pb2.SlicingSpec()])
   config.options.include_default_metrics.value = False
   return config
@@ -118,6 +148,41 @@ class TFLitePredictionDoFn(tflite_predict_extractor.TFLitePredictionDoFn):
     kwargs.pop("experimental_op_resolver_type", None)
     return tf.lite.Interpreter(num_threads=1, **kwargs)
 
+  def _quantize(self, tensor, scale, zero_point, dtype):
+    # TFMA passes unquantized inputs through as they are: int64 features into int32 inputs.
+    return np.asarray(super()._quantize(tensor, scale, zero_point, dtype)).astype(dtype)
+
+
+class TransformFeaturesDoFn(beam.DoFn):
+  """Adds tf.Transform's transformed features of each batch's raw examples to its features.
+
+  The TFLite models take transformed features (the model part of a Transform pipeline);
+  the dense model's serving signature transforms raw examples itself. Transformed names
+  (e.g. `fare_xf`, and a transformed label) sit beside the raw ones.
+  """
+
+  def __init__(self, transform_uri: str):
+    self._uri = transform_uri
+    self._layer = self._spec = None
+
+  def setup(self):
+    import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+    output = tft.TFTransformOutput(self._uri)
+    self._spec = output.raw_feature_spec()
+    self._layer = output.transform_features_layer()
+
+  def process(self, extracts):
+    serialized = tf.constant(list(extracts[tfma_constants.INPUT_KEY]))
+    transformed = self._layer(tf.io.parse_example(serialized, self._spec))
+    features = dict(extracts[tfma_constants.FEATURES_KEY])
+    for name, value in transformed.items():
+      if isinstance(value, tf.SparseTensor):
+        value = tf.sparse.to_dense(value)
+      features[name] = value.numpy()
+    result = dict(extracts)
+    result[tfma_constants.FEATURES_KEY] = features
+    yield result
+
 
 @beam.ptransform_fn
 def _MixedPredictions(extracts, eval_config: config_pb2.EvalConfig,  # pylint: disable=invalid-name
@@ -142,12 +207,20 @@ def _MixedPredictions(extracts, eval_config: config_pb2.EvalConfig,  # pylint: d
 
 def make_extractors(eval_config: config_pb2.EvalConfig,
                     eval_shared_models: Dict[str, tfma.EvalSharedModel],
-                    tensor_adapter_config: tensor_adapter.TensorAdapterConfig):
-  """TFMA's default extractors for TFLite models, with the mixed-model prediction step."""
+                    tensor_adapter_config: tensor_adapter.TensorAdapterConfig,
+                    transform_uri: Optional[str] = None):
+  """TFMA's default extractors for TFLite models, with the mixed-model prediction step.
+
+  With `transform_uri` (a TransformGraph), transformed features join the raw ones first.
+  """
+  transform = [] if not transform_uri else [tfma_extractor.Extractor(
+      stage_name="TransformFeatures",
+      ptransform=beam.ParDo(TransformFeaturesDoFn(transform_uri)))]
   return [
       features_extractor.FeaturesExtractor(
           eval_config=eval_config,
           tensor_representations=tensor_adapter_config.tensor_representations),
+      *transform,
       labels_extractor.LabelsExtractor(eval_config=eval_config),
       example_weights_extractor.ExampleWeightsExtractor(eval_config=eval_config),
       tfma_extractor.Extractor(
@@ -188,25 +261,40 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     production = _optional(input_dict, spec.BASELINE_MODEL_KEY)
     sparsity_blessing = _optional(input_dict, spec.SPARSITY_BLESSING_KEY)
     examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
+    transform_graph = _optional(input_dict, spec.TRANSFORM_GRAPH_KEY)
     evaluation = artifact_utils.get_single_instance(output_dict[spec.EVALUATION_KEY])
     blessing = artifact_utils.get_single_instance(output_dict[spec.BLESSING_KEY])
 
     candidate_bytes = model_io.read_tflite(candidate.uri, spec.MODEL_KEY)
     schema = examples_lib.infer_schema(examples, eval_split)  # names a missing split
-    examples_lib.check_label(schema, label_key)
+    examples_lib.check_label(schema if transform_graph is None else
+                             examples_lib.load_transformed_schema(transform_graph), label_key)
     if production is not None:
       model_io.read_tflite(production.uri, spec.BASELINE_MODEL_KEY)
-    dense_tflite = conversion.convert(model_io.load_keras_model(dense.uri, compile=False),
-                                      conversion.ConversionConfig(quantization="none"))
+    dense_keras = model_io.load_trainer_model(
+        dense.uri, exec_properties.get(spec.MODEL_FN_KEY) or "",
+        exec_properties.get(spec.MODULE_FILE_KEY), compile=False)
+    head = heads.resolve(exec_properties.get(spec.HEAD_KEY) or heads.AUTO, dense_keras,
+                         exec_properties.get(spec.METRIC_KEY) or "")
+    if head == heads.REGRESSION and config.metric == heads.ACCURACY:
+      config = dataclasses.replace(config, metric=heads.MAE)
+    if head != heads.REGRESSION and config.metric != heads.ACCURACY:
+      raise heads.HeadError(f"metric {config.metric!r} needs head 'regression'; the dense "
+                            f"model's head is {head!r}")
+    result_key = tfma_metric(head, config.metric)[2]
+    keys = ((gate.CANDIDATE_ERROR, gate.DENSE_ERROR, gate.PRODUCTION_ERROR)
+            if head == heads.REGRESSION else
+            (gate.CANDIDATE_ACCURACY, gate.DENSE_ACCURACY, gate.PRODUCTION_ACCURACY))
+    dense_tflite = conversion.convert(dense_keras, conversion.ConversionConfig(quantization="none"))
     measured: Dict[str, Any] = {
         gate.CANDIDATE_BYTES: len(candidate_bytes),
         gate.CANDIDATE_GZIP_BYTES: conversion.gzip_size(candidate_bytes),
         gate.DENSE_TFLITE_BYTES: len(dense_tflite),
-        gate.CANDIDATE_ACCURACY: None,
-        gate.DENSE_ACCURACY: None,
+        keys[0]: None,
+        keys[1]: None,
     }
     if production is not None:
-      measured[gate.PRODUCTION_ACCURACY] = None
+      measured[keys[2]] = None
     if sparsity_blessing is not None:
       measured[gate.SPARSITY_PASSED] = blessing_lib.is_blessed(sparsity_blessing)
     if candidate.has_custom_property(converter_spec.LATENCY_RATIO_PROPERTY):
@@ -216,16 +304,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     errors = []
     try:
       metrics = self._evaluate(candidate, dense, production, examples, eval_split, schema,
-                               label_key, evaluation.uri)
+                               label_key, evaluation.uri, head, config.metric,
+                               transform_graph.uri if transform_graph else None)
     except Exception as e:  # pylint: disable=broad-except
       logging.exception("CompressionEvaluator: TFMA evaluation failed")
       errors.append(f"evaluation failed: {type(e).__name__}: {' '.join(str(e).split())[:500]}")
       metrics = {}
-    for name, key in ((spec.CANDIDATE_MODEL_NAME, gate.CANDIDATE_ACCURACY),
-                      (spec.DENSE_MODEL_NAME, gate.DENSE_ACCURACY),
-                      (spec.PRODUCTION_MODEL_NAME, gate.PRODUCTION_ACCURACY)):
+    for name, key in zip((spec.CANDIDATE_MODEL_NAME, spec.DENSE_MODEL_NAME,
+                          spec.PRODUCTION_MODEL_NAME), keys):
       if key in measured:
-        measured[key] = metrics.get(name, {}).get(ACCURACY_METRIC)
+        measured[key] = metrics.get(name, {}).get(result_key)
 
     verdict = gate.decide(measured, config, errors)
     blessing_lib.write_blessing(blessing, verdict.blessed, candidate, verdict.to_dict())
@@ -234,20 +322,27 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, production.uri)
       blessing.set_int_custom_property(
           evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY, production.id)
-    for key, value in ((spec.CANDIDATE_ACCURACY_PROPERTY, measured[gate.CANDIDATE_ACCURACY]),
-                       (spec.DENSE_ACCURACY_PROPERTY, measured[gate.DENSE_ACCURACY]),
+    for key, value in ((spec.CANDIDATE_ACCURACY_PROPERTY, measured.get(gate.CANDIDATE_ACCURACY)),
+                       (spec.DENSE_ACCURACY_PROPERTY, measured.get(gate.DENSE_ACCURACY)),
                        (spec.PRODUCTION_ACCURACY_PROPERTY,
                         measured.get(gate.PRODUCTION_ACCURACY)),
                        (spec.COMPRESSION_RATIO_PROPERTY, _ratio(verdict)),
-                       (spec.LATENCY_RATIO_PROPERTY, measured.get(gate.LATENCY_RATIO))):
+                       (spec.LATENCY_RATIO_PROPERTY, measured.get(gate.LATENCY_RATIO)),
+                       (spec.CANDIDATE_ERROR_PROPERTY, measured.get(gate.CANDIDATE_ERROR)),
+                       (spec.DENSE_ERROR_PROPERTY, measured.get(gate.DENSE_ERROR)),
+                       (spec.PRODUCTION_ERROR_PROPERTY, measured.get(gate.PRODUCTION_ERROR))):
       if value is not None:
         blessing.set_float_custom_property(key, float(value))
     logging.info("CompressionEvaluator: %s", verdict.summary_line())
 
   def _evaluate(self, candidate, dense, production, examples, eval_split, schema, label_key,
-                output_path) -> Dict[str, Dict[str, float]]:
+                output_path, head=heads.MULTICLASS, metric="",
+                transform_uri=None) -> Dict[str, Dict[str, float]]:
     """Runs TFMA over the eval split; returns the overall metrics per model name."""
-    eval_config = make_eval_config(label_key, production is not None)
+    eval_config = make_eval_config(
+        label_key, production is not None, head, metric,
+        tfma_constants.TF_KERAS if model_io.has_keras_metadata(dense.uri)
+        else tfma_constants.TF_GENERIC)
     paths = {spec.CANDIDATE_MODEL_NAME: model_io.serving_dir(candidate.uri),
              spec.DENSE_MODEL_NAME: model_io.serving_dir(dense.uri)}
     if production is not None:
@@ -269,7 +364,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            | "ExtractEvaluateAndWriteResults" >> tfma.ExtractEvaluateAndWriteResults(
                eval_shared_model=list(shared_models.values()),
                eval_config=eval_config,
-               extractors=make_extractors(eval_config, shared_models, adapter_config),
+               extractors=make_extractors(eval_config, shared_models, adapter_config,
+                                          transform_uri),
                output_path=output_path,
                tensor_adapter_config=adapter_config))
     seconds = time.monotonic() - start

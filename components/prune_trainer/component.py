@@ -6,6 +6,7 @@ from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 
+from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.prune_trainer import collaborative
 from tfx_bonsai.components.prune_trainer import executor
 from tfx_bonsai.components.prune_trainer import pruning
@@ -56,6 +57,9 @@ class PruneTrainer(base_component.BaseComponent):
                cluster_epochs: int = 1,
                qat_epochs: int = 0,
                collaborative_learning_rate: float = 1e-4,
+               model_fn: str = "",
+               head: str = "auto",
+               metric: str = "",
                train_split: str = "train",
                eval_split: str = "eval"):
     pruning.PruningConfig(
@@ -71,6 +75,7 @@ class PruneTrainer(base_component.BaseComponent):
     collaborative.CollaborativeConfig(
         clusters=clusters, cluster_epochs=cluster_epochs, qat_epochs=qat_epochs,
         learning_rate=collaborative_learning_rate).validate()
+    heads.validate(head, metric)
     if not label_key and not module_file:
       raise ValueError("label_key must name the label feature (e.g. 'label'), got ''")
     super().__init__(spec.PruneTrainerSpec(
@@ -87,7 +92,8 @@ class PruneTrainer(base_component.BaseComponent):
         search_time_budget_s=float(search_time_budget_s),
         search_epochs_per_trial=int(search_epochs_per_trial), clusters=int(clusters),
         cluster_epochs=int(cluster_epochs), qat_epochs=int(qat_epochs),
-        collaborative_learning_rate=float(collaborative_learning_rate), train_split=train_split,
+        collaborative_learning_rate=float(collaborative_learning_rate), model_fn=model_fn,
+        head=head, metric=metric, train_split=train_split,
         eval_split=eval_split,
         pruned_model=types.Channel(type=standard_artifacts.Model),
         model_run=types.Channel(type=standard_artifacts.ModelRun)))

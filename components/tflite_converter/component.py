@@ -6,6 +6,7 @@ from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 
+from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.tflite_converter import conversion
 from tfx_bonsai.components.tflite_converter import executor
 from tfx_bonsai.components.tflite_converter import spec
@@ -43,7 +44,9 @@ class TFLiteConverter(base_component.BaseComponent):
                min_agreement: float = 0.98,
                max_abs_error: float = 0.05,
                label_key: str = "label",
-               measure_latency: bool = True):
+               measure_latency: bool = True,
+               head: str = "auto"):
+    heads.validate(head)
     if measure_latency not in (True, False):
       raise ValueError(f"measure_latency must be a bool (or 0/1), got {measure_latency!r}")
     conversion.ConversionConfig(
@@ -75,5 +78,6 @@ class TFLiteConverter(base_component.BaseComponent):
         spec.MAX_ABS_ERROR_KEY: float(max_abs_error),
         spec.LABEL_KEY: label_key,
         spec.MEASURE_LATENCY_KEY: int(measure_latency),
+        spec.HEAD_KEY: head,
         spec.TFLITE_MODEL_KEY: types.Channel(type=standard_artifacts.Model),
     }))

@@ -11,6 +11,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from tfx_bonsai.components.common import heads
+
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 AGREEMENT_KINDS = ("top1", "max_abs_error")
 BATCH_SIZE = 256
@@ -85,7 +87,12 @@ def model_inputs(keras_model, features: Mapping[str, np.ndarray]) -> Dict[str, n
                           f"{sorted(features)}; name the Keras Inputs after the features")
   inputs = {}
   for name, tensor in zip(names, keras_model.inputs):
-    inputs[name] = np.asarray(features[name]).astype(tf.as_dtype(tensor.dtype).as_numpy_dtype)
+    value = np.asarray(features[name]).astype(tf.as_dtype(tensor.dtype).as_numpy_dtype)
+    shape = list(tensor.shape)[1:]
+    if (value.ndim != len(shape) + 1 and None not in shape
+        and value.size == len(value) * int(np.prod(shape))):
+      value = value.reshape([len(value)] + shape)  # tf.Transform's scalars (N,) into Input((1,))
+    inputs[name] = value
   rows = {name: len(value) for name, value in inputs.items()}
   if len(set(rows.values())) != 1:
     raise ConversionError(f"inputs have different numbers of rows: {rows}")
@@ -113,6 +120,56 @@ def synthetic_inputs(keras_model, count: int, seed: int = 0) -> Dict[str, np.nda
   return inputs
 
 
+def _one_hot_encoding_class():
+  """A Keras layer computing CategoryEncoding's one_hot/multi_hot/count with TFLite builtins.
+
+  Keras' CategoryEncoding uses tf.math.bincount (DenseBincount), which TFLite has no builtin
+  for; ONE_HOT and REDUCE_MAX/SUM are. Values outside [0, num_tokens) give all zeros in both.
+  """
+  from tfx_bonsai.components.common import model_io  # pylint: disable=g-import-not-at-top
+  keras = model_io.keras()
+
+  class OneHotEncoding(keras.layers.Layer):
+    def __init__(self, num_tokens, output_mode="multi_hot", **kwargs):
+      super().__init__(**kwargs)
+      self.num_tokens, self.output_mode = num_tokens, output_mode
+
+    def call(self, inputs):  # pylint: disable=arguments-differ
+      encoded = tf.one_hot(tf.cast(inputs, tf.int32), self.num_tokens, dtype=self.compute_dtype)
+      if self.output_mode == "count":
+        return tf.reduce_sum(encoded, axis=-2)
+      return tf.reduce_max(encoded, axis=-2)
+
+    def get_config(self):
+      return {**super().get_config(), "num_tokens": self.num_tokens,
+              "output_mode": self.output_mode}
+
+  return OneHotEncoding
+
+
+def builtin_compatible(keras_model):
+  """`keras_model`, or a copy sharing its weights whose CategoryEncoding layers use TFLite builtins.
+
+  Only CategoryEncoding layers on rank-2 integer inputs (e.g. Input(shape=(1,))) without
+  count weights are replaced; the agreement check still compares against `keras_model`.
+  """
+  encoders = [l for l in keras_model.layers if type(l).__name__ == "CategoryEncoding"
+              and not l.sparse and l.output_mode in ("one_hot", "multi_hot", "count")
+              and len(l.input_shape) == 2]
+  if not encoders or not getattr(keras_model, "_is_graph_network", False):
+    return keras_model
+  from tfx_bonsai.components.common import model_io  # pylint: disable=g-import-not-at-top
+  layer_class = _one_hot_encoding_class()
+  names = {l.name for l in encoders}
+
+  def clone(layer):
+    if layer.name in names:
+      return layer_class(layer.num_tokens, layer.output_mode, name=layer.name)
+    return layer
+
+  return model_io.keras().models.clone_model(keras_model, clone_function=clone)
+
+
 def convert(keras_model, config: ConversionConfig,
             representative_inputs: Optional[Mapping[str, np.ndarray]] = None) -> bytes:
   """Converts `keras_model` to a TFLite flatbuffer as `config` says.
@@ -122,7 +179,7 @@ def convert(keras_model, config: ConversionConfig,
   the converter fails.
   """
   config.validate()
-  converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+  converter = tf.lite.TFLiteConverter.from_keras_model(builtin_compatible(keras_model))
   optimizations = [] if config.quantization == "none" else [tf.lite.Optimize.DEFAULT]
   if config.sparse_weights:
     optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
@@ -252,12 +309,15 @@ def _unrunnable(model_bytes: bytes, inputs, config: ConversionConfig,
 
 
 def agreement(keras_model, model_bytes: bytes, inputs: Mapping[str, np.ndarray],
-              config: ConversionConfig = ConversionConfig()) -> Agreement:
+              config: ConversionConfig = ConversionConfig(),
+              head: str = heads.AUTO) -> Agreement:
   """Compares the Keras model's predictions with the TFLite interpreter's on `inputs`.
 
-  Classifiers (more than one output column) are compared by top-1 class against
-  `config.min_agreement`; other models by max absolute error against
-  `config.max_abs_error`. Raises ConversionError, naming the conversion mode and an
+  Classifiers are compared by their predicted class (top-1 of several units; the 0/1
+  decision of one sigmoid unit or logit: `head`, see heads.resolve) against
+  `config.min_agreement`; regression and other models by max absolute error against
+  `config.max_abs_error`. With head "auto", a model whose head cannot be told is compared
+  by max absolute error. Raises ConversionError, naming the conversion mode and an
   alternative, when the interpreter cannot allocate or run the model.
   """
   features = model_inputs(keras_model, inputs)
@@ -277,8 +337,13 @@ def agreement(keras_model, model_bytes: bytes, inputs: Mapping[str, np.ndarray],
   if actual.shape != expected.shape:
     raise ConversionError(f"the TFLite model's output shape {actual.shape} differs from "
                           f"the Keras model's {expected.shape}")
-  if expected.ndim == 2 and expected.shape[1] > 1:
-    value = float(np.mean(np.argmax(actual, 1) == np.argmax(expected, 1)))
+  if head == heads.AUTO:
+    try:
+      head = heads.resolve(head, keras_model)
+    except heads.HeadError:
+      head = heads.REGRESSION
+  if head != heads.REGRESSION:
+    value = float(np.mean(heads.decisions(head, actual) == heads.decisions(head, expected)))
     return Agreement("top1", value, count, value >= config.min_agreement)
   value = float(np.max(np.abs(actual - expected)))
   return Agreement("max_abs_error", value, count, value <= config.max_abs_error)
@@ -300,10 +365,11 @@ def require_agreement(result: Agreement, config: ConversionConfig) -> Agreement:
 
 def convert_and_check(keras_model, config: ConversionConfig,
                       representative_inputs: Optional[Mapping[str, np.ndarray]],
-                      agreement_inputs: Mapping[str, np.ndarray]) -> Tuple[bytes, Agreement]:
+                      agreement_inputs: Mapping[str, np.ndarray],
+                      head: str = heads.AUTO) -> Tuple[bytes, Agreement]:
   """Converts, then checks agreement; returns (model bytes, agreement) or raises ConversionError."""
   model_bytes = convert(keras_model, config, representative_inputs)
-  result = agreement(keras_model, model_bytes, agreement_inputs, config)
+  result = agreement(keras_model, model_bytes, agreement_inputs, config, head)
   return model_bytes, require_agreement(result, config)
 
 

@@ -11,6 +11,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.tflite_converter import conversion
 from tfx_bonsai.components.tflite_converter import latency
@@ -99,6 +100,9 @@ class Executor(base_executor.BaseExecutor):
       raise ValueError(
           f"quantization must be 'int8' for a quantization-aware trained model (PruneTrainer's "
           f"qat_epochs > 0), got {config.quantization!r}: its ranges were learned for 8-bit")
+    head = exec_properties.get(spec.HEAD_KEY) or heads.AUTO
+    if head != heads.AUTO:
+      heads.resolve(head, keras_model)  # a head that does not fit the model, before converting
     representative = None
     if examples is not None:
       schema = (examples_lib.load_schema(artifact_utils.get_single_instance(
@@ -117,8 +121,9 @@ class Executor(base_executor.BaseExecutor):
       logging.warning("TFLiteConverter: no examples; checking agreement on %s", checked_on)
     conversion.model_inputs(keras_model, checked)  # names a model input the examples lack
 
-    model_bytes, result = conversion.convert_and_check(keras_model, config, representative,
-                                                       checked)
+    model_bytes, result = conversion.convert_and_check(
+        keras_model, config, representative, checked,
+        head)
     path = write_model(output.uri, model_bytes)
     raw, gzipped = len(model_bytes), conversion.gzip_size(model_bytes)
     output.set_int_custom_property(spec.TFLITE_BYTES_PROPERTY, raw)

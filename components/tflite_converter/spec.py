@@ -20,6 +20,7 @@ MIN_AGREEMENT_KEY = "min_agreement"
 MAX_ABS_ERROR_KEY = "max_abs_error"
 LABEL_KEY = "label_key"
 MEASURE_LATENCY_KEY = "measure_latency"
+HEAD_KEY = "head"
 # Output artifact custom properties
 TFLITE_BYTES_PROPERTY = "tflite_bytes"
 TFLITE_GZIP_BYTES_PROPERTY = "tflite_gzip_bytes"
@@ -53,6 +54,7 @@ class TFLiteConverterSpec(component_spec.ComponentSpec):
       MAX_ABS_ERROR_KEY: component_spec.ExecutionParameter(type=float),
       LABEL_KEY: component_spec.ExecutionParameter(type=str),
       MEASURE_LATENCY_KEY: component_spec.ExecutionParameter(type=int, optional=True),
+      HEAD_KEY: component_spec.ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),
