@@ -83,3 +83,28 @@ def test_gate_for_regression_checks_the_metric_increase():
   assert "metric candidate_error could not be computed" in missing.summary_line()
   with pytest.raises(ValueError, match=r"metric must be one of \['accuracy', 'mae', 'rmse'\]"):
     gate.GateConfig(metric="mse").validate()
+
+
+def test_search_scores_regression_by_its_error_metric():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfx_bonsai.components.prune_trainer import pruning  # pylint: disable=g-import-not-at-top
+  from tfx_bonsai.components.prune_trainer import search  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(512, 4)).astype(np.float32)
+  y = (x @ np.array([1.0, -2.0, 0.5, 0.0], np.float32)).astype(np.float32)
+  model = _model(1)
+  model.compile("adam", "mse")
+  model.fit(x, y, epochs=20, batch_size=32, verbose=0)
+  train = tf.data.Dataset.from_tensor_slices((x[:384], y[:384])).batch(32)
+  evaluation = tf.data.Dataset.from_tensor_slices((x[384:], y[384:])).batch(32)
+  found = search.search(model, train, evaluation, 384, pruning.PruningConfig(batch_size=32),
+                        search.SearchConfig(levels=(0.3, 0.6), max_accuracy_drop=0.2,
+                                            epochs_per_trial=1),
+                        loss="mse", head=heads.REGRESSION, metric=heads.MAE,
+                        metrics=heads.keras_metrics(heads.REGRESSION, heads.MAE))
+  dense_mae = heads.score(heads.REGRESSION, heads.MAE, model.predict(x[384:], verbose=0), y[384:])
+  assert found.dense_accuracy == pytest.approx(dense_mae, rel=1e-4)
+  for trial in found.trials:  # `accuracy` holds the MAE, `accuracy_drop` its increase
+    assert trial.accuracy_drop == pytest.approx(trial.accuracy - dense_mae, abs=1e-5)
+    assert trial.accepted == (trial.accuracy_drop <= 0.2 + 1e-9)
