@@ -76,6 +76,7 @@ class Agreement:
   value: float
   examples: int
   passed: bool
+  ties: int = 0  # int8 "top1": differing classes the Keras model itself separates by < 1 step
 
 
 def model_inputs(keras_model, features: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -343,10 +344,36 @@ def agreement(keras_model, model_bytes: bytes, inputs: Mapping[str, np.ndarray],
     except heads.HeadError:
       head = heads.REGRESSION
   if head != heads.REGRESSION:
-    value = float(np.mean(heads.decisions(head, actual) == heads.decisions(head, expected)))
-    return Agreement("top1", value, count, value >= config.min_agreement)
+    keras_class, tflite_class = heads.decisions(head, expected), heads.decisions(head, actual)
+    agree = keras_class == tflite_class
+    ties = np.zeros_like(agree)
+    if config.quantization == "int8":
+      ties = ~agree & _within_one_step(head, expected, keras_class, tflite_class)
+    value = float(np.mean(agree | ties))
+    return Agreement("top1", value, count, value >= config.min_agreement, int(ties.sum()))
   value = float(np.max(np.abs(actual - expected)))
   return Agreement("max_abs_error", value, count, value <= config.max_abs_error)
+
+
+def _within_one_step(head: str, expected: np.ndarray, keras_class: np.ndarray,
+                     tflite_class: np.ndarray) -> np.ndarray:
+  """Rows where the Keras model scores the TFLite model's class within one int8 step of its own.
+
+  A full-integer model's output has 256 levels (probabilities: steps of 1/256), so it cannot
+  reproduce a decision the Keras model takes by less than one step (range / 255): on such
+  near-ties (e.g. a pruned model that collapsed to near-uniform probabilities) the top-1
+  class is noise, and counting it as disagreement blames the conversion for the model.
+  """
+  if head in (heads.MULTICLASS, heads.BINARY):  # TFLite's int8 softmax/logistic: [0, 1] / 256
+    step = 1.0 / 256
+  else:  # logits: the range calibrated on examples like these
+    step = (float(np.max(expected)) - float(np.min(expected))) / 255.0
+  rows = np.arange(len(expected))
+  if head in (heads.BINARY, heads.BINARY_LOGITS):
+    threshold = 0.0 if head == heads.BINARY_LOGITS else 0.5
+    return np.abs(expected.reshape(len(expected)) - threshold) <= step
+  flat = expected.reshape(len(expected), -1)
+  return flat[rows, keras_class] - flat[rows, tflite_class] <= step
 
 
 def require_agreement(result: Agreement, config: ConversionConfig) -> Agreement:

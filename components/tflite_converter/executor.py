@@ -145,6 +145,7 @@ class Executor(base_executor.BaseExecutor):
         spec.AGREEMENT_PROPERTY: result.value,
         spec.AGREEMENT_KIND_PROPERTY: result.kind,
         spec.AGREEMENT_EXAMPLES_PROPERTY: result.examples,
+        "agreement_ties": result.ties,
         "agreement_inputs": checked_on,
     }
     if int(exec_properties.get(spec.MEASURE_LATENCY_KEY, 1)):
