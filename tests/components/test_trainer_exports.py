@@ -15,6 +15,7 @@ from tfx_bonsai.components.compression_evaluator import spec as gate_spec
 from tfx_bonsai.components.prune_trainer import executor as prune_executor
 from tfx_bonsai.components.prune_trainer import pruning
 from tfx_bonsai.components.prune_trainer import spec as prune_spec
+from tfx_bonsai.components.tflite_converter import conversion
 from tfx_bonsai.components.tflite_converter import executor as converter_executor
 from tfx_bonsai.components.tflite_converter import spec as converter_spec
 from tests.conftest import write_examples_artifact
@@ -38,6 +39,13 @@ def build_regression():
   hidden = keras.layers.Dense(48, activation="relu")(inputs)
   model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
   model.compile(optimizer="adam", loss="mse")
+  return model
+
+def build_binary_logits():
+  inputs = keras.Input((784,), name="image")
+  hidden = keras.layers.Dense(48, activation="relu")(inputs)
+  model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
+  model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True))
   return model
 
 def build_wrong():
@@ -185,7 +193,6 @@ def test_binary_sigmoid_saved_model_export_end_to_end(tmp_path, binary_examples,
         f"ratio {blessing.get_float_custom_property(gate_spec.COMPRESSION_RATIO_PROPERTY):.1f}, "
         f"{verdict['summary']}")
   # The dense binary model measured by TFMA is as accurate as Keras says it is.
-  eval_images, eval_labels = sample["image"], sample["label"]
   assert dense_accuracy > 0.85 and candidate_accuracy > 0.85
   assert verdict["blessed"], verdict["summary"]
 
@@ -217,3 +224,29 @@ def test_regression_head_end_to_end(tmp_path, digits_examples, module_file, digi
   assert 0 < dense_error < 2.0 and candidate == pytest.approx(eval_mae, abs=0.1)
   assert [c["name"] for c in verdict["checks"]][0] == "metric_increase"
   assert verdict["blessed"], verdict["summary"]
+
+
+def test_binary_logits_head_in_the_gate(tmp_path, binary_examples, module_file, digits_arrays):
+  images, labels = digits_arrays
+  spec = {"image": tf.io.FixedLenFeature([784], tf.float32)}
+  build = model_io.import_model_fn("build_binary_logits", module_file)
+  dense = _trained(str(tmp_path / "dense"), build, images[:1437],
+                   (labels[:1437] >= 5).astype(np.float32), spec)
+  keras_model = model_io.load_trainer_model(dense.uri, "build_binary_logits", module_file)
+  sample = examples_lib.read_sample(binary_examples, "eval", examples_lib.infer_schema(
+      binary_examples, "eval"), "label", 400)
+  logits = keras_model.predict(sample["image"], verbose=0)
+  assert logits.min() < -1 and logits.max() > 1  # real logits, not probabilities
+  expected = float(np.mean((logits.reshape(-1) > 0) == sample["label"].reshape(-1)))
+  candidate = standard_artifacts.Model()
+  candidate.uri = str(tmp_path / "candidate")
+  tf.io.gfile.makedirs(model_io.serving_dir(candidate.uri))
+  with tf.io.gfile.GFile(model_io.tflite_path(candidate.uri), "wb") as f:
+    f.write(conversion.convert(keras_model, conversion.ConversionConfig(quantization="none")))
+  blessing, verdict = _gate(tmp_path, candidate, dense, binary_examples, head="binary_logits",
+                            model_fn="build_binary_logits", module_file=module_file,
+                            min_compression_ratio=1.0001)
+  # Thresholded at 0, not 0.5: TFMA's accuracy matches the logits' own decisions.
+  for key in (gate_spec.DENSE_ACCURACY_PROPERTY, gate_spec.CANDIDATE_ACCURACY_PROPERTY):
+    assert blessing.get_float_custom_property(key) == pytest.approx(expected, abs=1e-6)
+  assert expected > 0.85, verdict["summary"]

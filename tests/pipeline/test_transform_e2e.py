@@ -25,7 +25,7 @@ from tfx_bonsai.components.tflite_converter import conversion
 
 TAXI_MODULE = taxi_utils_native_keras.__file__.replace(".pyc", ".py")
 TAXI_CSV = os.path.join(os.path.dirname(TAXI_MODULE), "data", "simple", "data.csv")
-ROWS = 1500
+ROWS = 800
 # The model-building function PruneTrainer and the gate rebuild the Trainer's model with:
 # run_fn builds `_build_keras_model` with layer sizes max(2, int(100 * 0.7**i)), i < 4.
 MODEL_FN_MODULE = f"""
@@ -48,7 +48,7 @@ def _pipeline(root, data, model_fn_module):
   trainer = tfx.components.Trainer(
       module_file=TAXI_MODULE, examples=transform.outputs["transformed_examples"],
       transform_graph=transform.outputs["transform_graph"], schema=schema.outputs["schema"],
-      train_args=tfx.proto.TrainArgs(num_steps=60), eval_args=tfx.proto.EvalArgs(num_steps=5))
+      train_args=tfx.proto.TrainArgs(num_steps=30), eval_args=tfx.proto.EvalArgs(num_steps=5))
   prune = PruneTrainer(
       examples=transform.outputs["transformed_examples"], model=trainer.outputs["model"],
       transform_graph=transform.outputs["transform_graph"], label_key="tips_xf",
