@@ -6,9 +6,10 @@ prediction step chains TFMA's own TFLite and model-signature DoFns, one model at
 multi-model extractors do. TFLite models are predicted with XNNPack on
 (`TFLitePredictionDoFn`).
 """
-from typing import Dict
+from typing import Dict, Optional
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis import constants as tfma_constants
@@ -59,6 +60,41 @@ class TFLitePredictionDoFn(tflite_predict_extractor.TFLitePredictionDoFn):
     kwargs.pop("experimental_op_resolver_type", None)
     return tf.lite.Interpreter(num_threads=1, **kwargs)
 
+  def _quantize(self, tensor, scale, zero_point, dtype):
+    # TFMA passes unquantized inputs through as they are: int64 features into int32 inputs.
+    return np.asarray(super()._quantize(tensor, scale, zero_point, dtype)).astype(dtype)
+
+
+class TransformFeaturesDoFn(beam.DoFn):
+  """Adds tf.Transform's transformed features of each batch's raw examples to its features.
+
+  The TFLite models take transformed features (the model part of a Transform pipeline);
+  the dense model's serving signature transforms raw examples itself. Transformed names
+  (e.g. `fare_xf`, and a transformed label) sit beside the raw ones.
+  """
+
+  def __init__(self, transform_uri: str):
+    self._uri = transform_uri
+    self._layer = self._spec = None
+
+  def setup(self):
+    import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+    output = tft.TFTransformOutput(self._uri)
+    self._spec = output.raw_feature_spec()
+    self._layer = output.transform_features_layer()
+
+  def process(self, extracts):
+    serialized = tf.constant(list(extracts[tfma_constants.INPUT_KEY]))
+    transformed = self._layer(tf.io.parse_example(serialized, self._spec))
+    features = dict(extracts[tfma_constants.FEATURES_KEY])
+    for name, value in transformed.items():
+      if isinstance(value, tf.SparseTensor):
+        value = tf.sparse.to_dense(value)
+      features[name] = value.numpy()
+    result = dict(extracts)
+    result[tfma_constants.FEATURES_KEY] = features
+    yield result
+
 
 @beam.ptransform_fn
 def _MixedPredictions(extracts, eval_config: config_pb2.EvalConfig,  # pylint: disable=invalid-name
@@ -83,12 +119,20 @@ def _MixedPredictions(extracts, eval_config: config_pb2.EvalConfig,  # pylint: d
 
 def make_extractors(eval_config: config_pb2.EvalConfig,
                     eval_shared_models: Dict[str, tfma.EvalSharedModel],
-                    tensor_adapter_config: tensor_adapter.TensorAdapterConfig):
-  """TFMA's default extractors for TFLite models, with the mixed-model prediction step."""
+                    tensor_adapter_config: tensor_adapter.TensorAdapterConfig,
+                    transform_uri: Optional[str] = None):
+  """TFMA's default extractors for TFLite models, with the mixed-model prediction step.
+
+  With `transform_uri` (a TransformGraph), transformed features join the raw ones first.
+  """
+  transform = [] if not transform_uri else [tfma_extractor.Extractor(
+      stage_name="TransformFeatures",
+      ptransform=beam.ParDo(TransformFeaturesDoFn(transform_uri)))]
   return [
       features_extractor.FeaturesExtractor(
           eval_config=eval_config,
           tensor_representations=tensor_adapter_config.tensor_representations),
+      *transform,
       labels_extractor.LabelsExtractor(eval_config=eval_config),
       example_weights_extractor.ExampleWeightsExtractor(eval_config=eval_config),
       tfma_extractor.Extractor(

@@ -23,6 +23,12 @@ CANDIDATE_GZIP_BYTES = "candidate_gzip_bytes"
 SPARSITY_PASSED = "sparsity_passed"
 # The candidate's batch-1 latency / the dense float TFLite's (TFLiteConverter's property).
 LATENCY_RATIO = "latency_ratio"
+# Regression heads: the error metric (MAE or RMSE, GateConfig.metric) instead of accuracy.
+CANDIDATE_ERROR = "candidate_error"
+DENSE_ERROR = "dense_error"
+PRODUCTION_ERROR = "production_error"  # present only when a production model exists
+ACCURACY = "accuracy"
+ERROR_METRICS = ("mae", "rmse")
 
 # Check names.
 ACCURACY_DROP = "accuracy_drop"
@@ -30,6 +36,8 @@ RELATIVE_ACCURACY_DROP = "relative_accuracy_drop"
 PRODUCTION_DROP = "production_drop"
 COMPRESSION_RATIO = "compression_ratio"
 SPARSITY = "sparsity"
+METRIC_INCREASE = "metric_increase"          # candidate error - dense error
+PRODUCTION_INCREASE = "production_increase"  # candidate error - production error
 # LATENCY_RATIO (above) names its check too.
 
 # Slack on every comparison so that a figure exactly at its threshold passes
@@ -126,16 +134,9 @@ def _missing_reasons(checks: Sequence[Check]) -> Tuple[str, ...]:
                for metric, names in needed_by.items())
 
 
-def decide(measured: Mapping[str, Any], config: GateConfig,
-           errors: Sequence[str] = ()) -> Verdict:
-  """Runs every enabled check on `measured` and returns the Verdict.
-
-  `errors` are failures found before measuring (e.g. "evaluation failed: ..."); any
-  makes the verdict NOT blessed and is listed first among the reasons.
-  """
-  config.validate()
+def _accuracy_checks(measured: Mapping[str, Any], config: GateConfig) -> list:
+  """accuracy_drop, relative_accuracy_drop (when on) and production_drop (when a production model exists)."""
   checks = []
-
   missing = _all_missing(measured, CANDIDATE_ACCURACY, DENSE_ACCURACY)
   if missing:
     checks.append(_missing(ACCURACY_DROP, config.max_accuracy_drop, missing))
@@ -162,6 +163,35 @@ def decide(measured: Mapping[str, Any], config: GateConfig,
     else:
       drop = _value(measured, PRODUCTION_ACCURACY) - _value(measured, CANDIDATE_ACCURACY)
       checks.append(_compare(PRODUCTION_DROP, drop, config.max_accuracy_drop, "<="))
+  return checks
+
+
+def _error_checks(measured: Mapping[str, Any], config: GateConfig) -> list:
+  """metric_increase, and production_increase when a production model exists (regression heads)."""
+  checks = []
+  baselines = [(METRIC_INCREASE, DENSE_ERROR)]
+  if PRODUCTION_ERROR in measured:
+    baselines.append((PRODUCTION_INCREASE, PRODUCTION_ERROR))
+  for name, baseline in baselines:
+    missing = _all_missing(measured, CANDIDATE_ERROR, baseline)
+    if missing:
+      checks.append(_missing(name, config.max_metric_increase, missing))
+    else:
+      increase = _value(measured, CANDIDATE_ERROR) - _value(measured, baseline)
+      checks.append(_compare(name, increase, config.max_metric_increase, "<=", 4))
+  return checks
+
+
+def decide(measured: Mapping[str, Any], config: GateConfig,
+           errors: Sequence[str] = ()) -> Verdict:
+  """Runs every enabled check on `measured` and returns the Verdict.
+
+  `errors` are failures found before measuring (e.g. "evaluation failed: ..."); any
+  makes the verdict NOT blessed and is listed first among the reasons.
+  """
+  config.validate()
+  checks = (_error_checks(measured, config) if config.metric in ERROR_METRICS
+            else _accuracy_checks(measured, config))
 
   missing_size = _all_missing(measured, DENSE_TFLITE_BYTES, CANDIDATE_GZIP_BYTES)
   if not missing_size and _value(measured, CANDIDATE_GZIP_BYTES) <= 0:

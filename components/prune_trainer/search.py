@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_bonsai.components.common import progress
+from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.prune_trainer import pruning
 from tfx_bonsai.components.prune_trainer.settings import SearchConfig  # noqa: F401
 
@@ -46,17 +47,19 @@ class SearchResult:
             "trials": [dataclasses.asdict(t) for t in self.trials]}
 
 
-def accuracy(model, eval_ds: tf.data.Dataset) -> float:
-  """Top-1 accuracy over a finite dataset of (inputs, integer labels)."""
-  correct = total = 0
-  for inputs, labels in eval_ds:
-    predicted = np.argmax(model(inputs, training=False).numpy(), axis=-1)
-    labels = np.reshape(labels.numpy(), predicted.shape)
-    correct += int(np.sum(predicted == labels))
-    total += len(labels)
-  if not total:
+def accuracy(model, eval_ds: tf.data.Dataset, head: str = heads.MULTICLASS,
+             metric: str = "") -> float:
+  """The head's metric over a finite dataset of (inputs, labels): top-1 accuracy by default.
+
+  Binary heads: accuracy of the 0/1 decision; regression: MAE or RMSE (`metric`).
+  """
+  outputs, labels = [], []
+  for inputs, label in eval_ds:
+    outputs.append(np.asarray(model(inputs, training=False)))
+    labels.append(np.reshape(label.numpy(), len(outputs[-1])))
+  if not labels:
     raise pruning.PruningError("the eval split is empty: the search needs examples to measure accuracy")
-  return correct / total
+  return heads.score(head, metric, np.concatenate(outputs), np.concatenate(labels))
 
 
 def weights_gzip_bytes(model) -> int:
@@ -73,14 +76,21 @@ def _copy(model):
 
 def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train_examples: int,
            config: pruning.PruningConfig, search_config: SearchConfig, loss: Any = None,
-           log_dir: Optional[str] = None, strategy=None) -> SearchResult:
-  """Runs the search; the best model is the highest accepted level (else the least sparse trial)."""
+           log_dir: Optional[str] = None, head: str = heads.MULTICLASS, metric: str = "",
+           metrics: Optional[Sequence[Any]] = None, strategy=None) -> SearchResult:
+  """Runs the search; the best model is the highest accepted level (else the least sparse trial).
+
+  For a regression head the trials' `accuracy` is the error metric (`metric`, MAE or RMSE)
+  and `accuracy_drop` its increase over the dense model, against the same budget.
+  """
   search_config.validate()
   config.validate()
   layers = [n for n in pruning.select_layers(model, config)
-            if pruning.prunable_weights(model.get_layer(n))]
+            if pruning.prunable_weights(pruning.find_layer(model, n))]
   loss = loss or getattr(model, "loss", None) or "sparse_categorical_crossentropy"
-  dense_accuracy = accuracy(model, eval_ds)
+  dense_accuracy = accuracy(model, eval_ds, head, metric)
+  worse = ((lambda value: value - dense_accuracy) if heads.lower_is_better(heads.metric_for(head, metric))
+           else (lambda value: dense_accuracy - value))
   log.info("search: dense accuracy %.4f, budget %.4f, levels %s, at most %d trials",
            dense_accuracy, search_config.max_accuracy_drop, list(search_config.levels),
            search_config.max_trials)
@@ -105,9 +115,10 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
     finals = pruning.allocate(base, layers, level)
     targets = {n: (current[n], max(current[n], finals[n])) for n in layers}
     result = pruning.prune(_copy(base), train_ds, None, num_train_examples, trial_config,
-                           loss=loss, log_dir=log_dir, layer_targets=targets, strategy=strategy)
-    acc = accuracy(result.model, eval_ds)
-    drop = dense_accuracy - acc
+                           loss=loss, metrics=metrics, log_dir=log_dir, layer_targets=targets,
+                           strategy=strategy)
+    acc = accuracy(result.model, eval_ds, head, metric)
+    drop = worse(acc)
     accepted = drop <= search_config.max_accuracy_drop + 1e-9
     trial = Trial(level, result.sparsity, acc, drop, weights_gzip_bytes(result.model),
                   time.time() - began, accepted, result.layer_sparsity)
