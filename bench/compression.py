@@ -6,6 +6,12 @@ dense Keras file (.h5, as the seed measured), the dense float TFLite, the deploy
 TFLite raw and gzipped, the ratio (dense float TFLite / deployable gzip, the gate's
 count; the seed's own count vs the .h5 is printed too) and the accuracy drop of the
 deployable TFLite vs the dense Keras model on the same eval split.
+
+Every drop is also measured against an iso-epoch dense control: the dense model fine-tuned,
+with the same optimiser (Adam at the pruning learning rate), for as many epochs as the
+candidate's lineage (pruning epochs, the accepted search trials' epochs, clustering and QAT
+epochs). Both drops are paired on the same eval examples and carry the exact 95% interval
+of `components/common/stats.py`; the headline is the less favourable of the two.
 """
 import dataclasses
 import os
@@ -16,6 +22,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
+from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.prune_trainer import collaborative as collaborative_lib
 from tfx_bonsai.components.prune_trainer import pruning
 from tfx_bonsai.components.prune_trainer import search as search_lib
@@ -84,6 +91,28 @@ def _copy(model):
   return clone
 
 
+def lineage_epochs(recipe: Recipe, found: Optional[search_lib.SearchResult]) -> int:
+  """Fine-tune epochs between the dense model and the recipe's deployable model."""
+  if found is None:
+    epochs = recipe.pruning.epochs
+  else:  # each accepted trial continued from the previous one
+    accepted = sum(t.accepted for t in found.trials) if found.within_budget else 1
+    epochs = accepted * recipe.search.epochs_per_trial
+  if recipe.collaborative is not None:
+    epochs += (recipe.collaborative.cluster_epochs if recipe.collaborative.clusters else 0)
+    epochs += recipe.collaborative.qat_epochs
+  return epochs
+
+
+def drop_figures(baseline_correct: np.ndarray, candidate_correct: np.ndarray,
+                 prefix: str) -> Dict[str, float]:
+  """`{prefix}_pp`, `{prefix}_ci95_low_pp`, `{prefix}_ci95_high_pp`: the paired drop."""
+  counts = search_lib.paired_counts(baseline_correct, candidate_correct)
+  low, high = stats.drop_interval(counts)
+  return {f"{prefix}_pp": 100 * counts.drop, f"{prefix}_ci95_low_pp": 100 * low,
+          f"{prefix}_ci95_high_pp": 100 * high}
+
+
 def run_seed(seed: int, recipes=RECIPES) -> List[Dict[str, float]]:
   """One row per recipe; the dense model is trained once per seed and each distinct pruning
   (recipes differing only in conversion share it) is done once."""
@@ -93,7 +122,23 @@ def run_seed(seed: int, recipes=RECIPES) -> List[Dict[str, float]]:
   x, y, xv, yv = x[:fit], y[:fit], x[fit:], y[fit:]
   dense = digits_trainer.build_seed_cnn()
   dense.fit(x, y, epochs=DENSE_EPOCHS, batch_size=32, verbose=0)
-  dense_accuracy = float(np.mean(np.argmax(dense.predict(xe, verbose=0), 1) == ye))
+  dense_correct = np.argmax(dense.predict(xe, verbose=0), 1) == ye
+  dense_accuracy = float(np.mean(dense_correct))
+  controls: Dict[int, np.ndarray] = {}
+
+  def control_correct(epochs: int, learning_rate: float, batch_size: int) -> np.ndarray:
+    if epochs not in controls:
+      tf.keras.utils.set_random_seed(seed)
+      control = _copy(dense)
+      control.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+      control.fit(tf.data.Dataset.from_tensor_slices((x, y)).shuffle(fit, seed=seed).batch(
+          batch_size), epochs=epochs, verbose=0)
+      controls[epochs] = np.argmax(control.predict(xe, verbose=0), 1) == ye
+      print(f"  compression control seed {seed}: dense + {epochs} epochs accuracy "
+            f"{np.mean(controls[epochs]):.4f} (dense {dense_accuracy:.4f})", flush=True)
+    return controls[epochs]
+
   dense_tflite = conversion.convert(dense, conversion.ConversionConfig(quantization="none"))
   dense_h5 = _h5_bytes(dense)
   pruned = {}
@@ -105,7 +150,7 @@ def run_seed(seed: int, recipes=RECIPES) -> List[Dict[str, float]]:
       train_ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(fit, seed=seed).batch(
           recipe.pruning.batch_size)
       start = time.time()
-      trials = None
+      trials = found = None
       if recipe.search is None:
         result = pruning.prune(_copy(dense), train_ds, None, fit, recipe.pruning)
       else:
@@ -113,8 +158,8 @@ def run_seed(seed: int, recipes=RECIPES) -> List[Dict[str, float]]:
         found = search_lib.search(_copy(dense), train_ds, validation, fit, recipe.pruning,
                                   recipe.search)
         result, trials = found.result, len(found.trials)
-      pruned[key] = (result, trials, time.time() - start)
-    result, trials, prune_s = pruned[key]
+      pruned[key] = (result, trials, time.time() - start, found)
+    result, trials, prune_s, found = pruned[key]
     model, sparsity = result.model, result.sparsity
     if recipe.collaborative is not None:
       tf.keras.utils.set_random_seed(seed)
@@ -129,7 +174,12 @@ def run_seed(seed: int, recipes=RECIPES) -> List[Dict[str, float]]:
     representative = {"image": x[:200]} if recipe.conversion.quantization == "int8" else None
     deployable = conversion.convert(model, recipe.conversion, representative)
     predictions = conversion.run_tflite(deployable, {"image": xe})
-    accuracy = float(np.mean(np.argmax(predictions, 1) == ye))
+    candidate_correct = np.argmax(predictions, 1) == ye
+    accuracy = float(np.mean(candidate_correct))
+    epochs = lineage_epochs(recipe, found)
+    control = control_correct(epochs, recipe.pruning.learning_rate, recipe.pruning.batch_size)
+    vs_dense = drop_figures(dense_correct, candidate_correct, "accuracy_drop")
+    vs_control = drop_figures(control, candidate_correct, "accuracy_drop_vs_control")
     gzip_bytes = conversion.gzip_size(deployable)
     row = {
         "benchmark": "compression", "config": recipe.name, "seed": seed,
@@ -137,12 +187,23 @@ def run_seed(seed: int, recipes=RECIPES) -> List[Dict[str, float]]:
         "dense_tflite_bytes": len(dense_tflite), "deployable_bytes": len(deployable),
         "deployable_gzip_bytes": gzip_bytes, "ratio": len(dense_tflite) / gzip_bytes,
         "ratio_vs_h5": dense_h5 / gzip_bytes, "dense_accuracy": dense_accuracy,
-        "accuracy": accuracy, "accuracy_drop_pp": 100 * (dense_accuracy - accuracy),
+        "accuracy": accuracy, **vs_dense, **vs_control,
+        "eval_examples": int(ye.size), "lineage_epochs": epochs,
+        "control_accuracy": float(np.mean(control)),
+        # The less favourable baseline: the larger drop, and the larger upper bound.
+        "headline_drop_pp": max(vs_dense["accuracy_drop_pp"],
+                                vs_control["accuracy_drop_vs_control_pp"]),
+        "headline_drop_ci95_high_pp": max(vs_dense["accuracy_drop_ci95_high_pp"],
+                                          vs_control["accuracy_drop_vs_control_ci95_high_pp"]),
         "prune_seconds": prune_s, "search_trials": trials,
         "layer_sparsity": result.layer_sparsity,
+        "search": found.report() if found is not None else None,
     }
     print(f"  compression {recipe.name} seed {seed}: sparsity {row['sparsity']:.4f} "
-          f"ratio {row['ratio']:.1f}x drop {row['accuracy_drop_pp']:+.2f}pp", flush=True)
+          f"ratio {row['ratio']:.1f}x drop {row['accuracy_drop_pp']:+.2f}pp "
+          f"(CI high {row['accuracy_drop_ci95_high_pp']:+.2f}), vs {epochs}-epoch control "
+          f"{row['accuracy_drop_vs_control_pp']:+.2f}pp "
+          f"(CI high {row['accuracy_drop_vs_control_ci95_high_pp']:+.2f})", flush=True)
     rows.append(row)
   return rows
 
@@ -155,7 +216,11 @@ def summarize(rows: List[Dict[str, float]]) -> List[Dict[str, float]]:
     summary = {"benchmark": "compression", "config": name, "seeds": len(group)}
     for key in ("sparsity", "ratio", "ratio_vs_h5", "accuracy_drop_pp", "deployable_bytes",
                 "deployable_gzip_bytes",
-                "dense_tflite_bytes", "dense_h5_bytes"):
+                "dense_tflite_bytes", "dense_h5_bytes", "accuracy_drop_ci95_high_pp",
+                "accuracy_drop_vs_control_pp", "accuracy_drop_vs_control_ci95_high_pp",
+                "headline_drop_pp", "headline_drop_ci95_high_pp"):
+      if not all(key in r for r in group):
+        continue
       values = np.array([r[key] for r in group], dtype=float)
       summary[key] = float(values.mean())
       summary[f"{key}_min"], summary[f"{key}_max"] = float(values.min()), float(values.max())
@@ -165,7 +230,8 @@ def summarize(rows: List[Dict[str, float]]) -> List[Dict[str, float]]:
 
 def table(summaries: List[Dict[str, float]]) -> str:
   head = (f"{'config':24} {'sparsity':>9} {'dense TFLite':>13} {'raw deploy':>11} {'gzip deploy':>12} "
-          f"{'ratio':>16} {'ratio vs .h5':>13} {'acc drop pp':>16}")
+          f"{'ratio':>16} {'ratio vs .h5':>13} {'acc drop pp':>16} {'vs ctrl':>7} "
+          f"{'worst CI95 high':>6}")
   lines = [head, "-" * len(head)]
   for s in summaries:
     lines.append(
@@ -173,7 +239,9 @@ def table(summaries: List[Dict[str, float]]) -> str:
         f"{s['deployable_bytes'] / 1e6:9.3f}MB "
         f"{s['deployable_gzip_bytes'] / 1e6:10.3f}MB "
         f"{s['ratio']:6.1f}x ({s['ratio_min']:.1f}-{s['ratio_max']:.1f}) {s['ratio_vs_h5']:12.1f}x "
-        f"{s['accuracy_drop_pp']:+6.2f} ({s['accuracy_drop_pp_min']:+.2f}..{s['accuracy_drop_pp_max']:+.2f})")
+        f"{s['accuracy_drop_pp']:+6.2f} ({s['accuracy_drop_pp_min']:+.2f}..{s['accuracy_drop_pp_max']:+.2f})"
+        + (f" {s['accuracy_drop_vs_control_pp']:+6.2f} {s['headline_drop_ci95_high_pp_max']:+6.2f}"
+           if "headline_drop_ci95_high_pp" in s else ""))
   return "\n".join(lines)
 
 

@@ -30,8 +30,17 @@ class DataConfig:
   format: str = "tfrecord"            # tfrecord | csv
   embedded: str = ""                  # "" | "digits": export the embedded set to `path` first
   label_key: str = "label"
-  train_buckets: int = 4              # hash split train:eval
+  train_buckets: int = 4              # hash split train:selection:eval
+  selection_buckets: int = 1
   eval_buckets: int = 1
+
+
+# The three roles of the data, one split each (ExampleGen's hash split):
+TRAIN_SPLIT = "train"          # fits (Trainer, PruneTrainer)
+SELECTION_SPLIT = "selection"  # the search's levels, PruneTrainer's validation, the
+                               # Trainer's eval and the converter's agreement check
+EVAL_SPLIT = "eval"            # the gate's, seen by nothing else
+SPLITS = (TRAIN_SPLIT, SELECTION_SPLIT, EVAL_SPLIT)
 
 
 @dataclasses.dataclass
@@ -68,14 +77,23 @@ SearchSection = _section(
     "SearchSection", prune_settings.PruneTrainerSettings, "search",
     extra=[("enabled", bool, dataclasses.field(default=False))],
     defaults={"levels": list(prune_settings.DEFAULT_SEARCH_LEVELS),
-              "max_accuracy_drop": -1.0})      # < 0: the gate's max_accuracy_drop
+              "max_accuracy_drop": -1.0,       # < 0: the gate's max_accuracy_drop
+              "accuracy_decision": ""})        # "": the gate's accuracy_decision
 CollaborativeSection = _section("CollaborativeSection", prune_settings.PruneTrainerSettings,
                                 "collaborative")
+# pruning.selection_split and conversion.agreement_split pick which of the pipeline's SPLITS
+# plays the selection role; they are wired into PruneTrainer's eval_split and TFLiteConverter's
+# agreement_split (config-only keys: the pipeline's default is its selection split, where the
+# components on their own default to the stock ExampleGen's 'eval').
 PruningSection = _section("PruningSection", prune_settings.PruneTrainerSettings, extra=[
+    # validation and the search; never the gate's split
+    ("selection_split", str, dataclasses.field(default=SELECTION_SPLIT)),
     ("search", SearchSection, dataclasses.field(default_factory=SearchSection)),
     ("collaborative", CollaborativeSection, dataclasses.field(default_factory=CollaborativeSection))])
 SparsitySection = _section("SparsitySection", sparsity_settings.SparsityValidatorSettings)
-ConversionSection = _section("ConversionSection", converter_settings.TFLiteConverterSettings)
+ConversionSection = _section("ConversionSection", converter_settings.TFLiteConverterSettings,
+                             extra=[("agreement_split", str,
+                                      dataclasses.field(default=SELECTION_SPLIT))])
 GateSection = _section("GateSection", evaluator_settings.CompressionEvaluatorSettings)
 
 
@@ -247,8 +265,19 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
     raise ConfigError(f"data.path: '{config.data.path}' is not a directory")
   if not config.data.label_key:
     raise ConfigError("data.label_key: must name the label feature")
-  if config.data.train_buckets < 1 or config.data.eval_buckets < 1:
-    raise ConfigError("data.train_buckets and data.eval_buckets: must be >= 1")
+  for key in ("train_buckets", "selection_buckets", "eval_buckets"):
+    if getattr(config.data, key) < 1:
+      raise ConfigError(f"data.{key}: must be >= 1, got {getattr(config.data, key)}")
+  for path, value in (("pruning.selection_split", config.pruning.selection_split),
+                      ("conversion.agreement_split", config.conversion.agreement_split),
+                      ("gate.eval_split", config.gate.eval_split)):
+    if value not in SPLITS:
+      raise ConfigError(f"{path}: must be one of {list(SPLITS)}, got '{value}'")
+  if config.pruning.search.enabled and config.pruning.selection_split == config.gate.eval_split:
+    raise ConfigError(
+        f"pruning.selection_split: the search would select on '{config.gate.eval_split}', the "
+        "split the gate then reports (gate.eval_split); choose another split, e.g. "
+        f"'{SELECTION_SPLIT}', so the gate judges on examples the search never saw")
   if bool(config.trainer.run_fn) == bool(config.trainer.module_file):
     raise ConfigError("trainer: set exactly one of trainer.run_fn (an importable path) or "
                       "trainer.module_file (a file with run_fn)")
@@ -342,6 +371,11 @@ def search_budget(config: BonsaiConfig) -> float:
   return config.gate.max_accuracy_drop if own < 0 else own
 
 
+def search_decision(config: BonsaiConfig) -> str:
+  """The search's accuracy_decision: its own, or the gate's when empty."""
+  return config.pruning.search.accuracy_decision or config.gate.accuracy_decision
+
+
 # Config keys the pipeline wires into settings fields outside their component's section.
 _WIRED = {"label_key": "data.label_key", "sparsity_m_by_n": "pruning.sparsity_m_by_n"}
 
@@ -373,8 +407,10 @@ def prune_trainer_settings(config: BonsaiConfig) -> prune_settings.PruneTrainerS
                 **_section_values(config.pruning.collaborative, cls, "collaborative"))
   if config.pruning.search.enabled:
     values.update(_section_values(config.pruning.search, cls, "search"),
-                  search_max_accuracy_drop=search_budget(config))
-  return cls(label_key=config.data.label_key, **values)
+                  search_max_accuracy_drop=search_budget(config),
+                  search_accuracy_decision=search_decision(config))
+  return cls(label_key=config.data.label_key, train_split=TRAIN_SPLIT,
+             eval_split=config.pruning.selection_split, **values)
 
 
 def sparsity_validator_settings(config: BonsaiConfig) -> sparsity_settings.SparsityValidatorSettings:
@@ -385,7 +421,9 @@ def sparsity_validator_settings(config: BonsaiConfig) -> sparsity_settings.Spars
 
 def tflite_converter_settings(config: BonsaiConfig) -> converter_settings.TFLiteConverterSettings:
   cls = converter_settings.TFLiteConverterSettings
-  return cls(label_key=config.data.label_key, **_section_values(config.conversion, cls))
+  return cls(label_key=config.data.label_key, representative_split=TRAIN_SPLIT,
+             agreement_split=config.conversion.agreement_split,
+             **_section_values(config.conversion, cls))
 
 
 def compression_evaluator_settings(
@@ -408,7 +446,8 @@ def search_config(config: BonsaiConfig) -> prune_settings.SearchConfig:
   s = config.pruning.search
   return prune_settings.SearchConfig(
       levels=tuple(s.levels), max_accuracy_drop=search_budget(config), max_trials=s.max_trials,
-      time_budget_s=s.time_budget_s, epochs_per_trial=s.epochs_per_trial)
+      time_budget_s=s.time_budget_s, epochs_per_trial=s.epochs_per_trial,
+      accuracy_decision=search_decision(config), max_layer_sparsity=s.max_layer_sparsity)
 
 
 def runtime_parameter_keys() -> List[str]:
@@ -425,13 +464,18 @@ def runtime_parameter_keys() -> List[str]:
 
 
 def runtime_parameter_defaults(config: BonsaiConfig, keys: List[str]) -> Dict[str, Any]:
-  """{pipeline parameter name: the config's value} for YAML keys (booleans as 0/1)."""
+  """{pipeline parameter name: the value its component gets from the config} for YAML keys
+  (booleans as 0/1): the search's "the gate's" placeholders (max_accuracy_drop < 0,
+  accuracy_decision "") resolved as the component's settings resolve them."""
+  values = {}
+  for section, make in _COMPONENT_SETTINGS.items():
+    settings = make(config)
+    for name, path in type(settings).config_paths().items():
+      values[f"{section}.{path}"] = getattr(settings, name)
   defaults = {}
   for key in keys:
-    node = config
-    for part in key.split("."):
-      node = getattr(node, part)
-    defaults[runtime_parameter_name(key)] = int(node) if isinstance(node, bool) else node
+    value = values[key]
+    defaults[runtime_parameter_name(key)] = int(value) if isinstance(value, bool) else value
   return defaults
 
 

@@ -71,8 +71,12 @@ def create_pipeline(config: BonsaiConfig,
     raise config_lib.ConfigError(f"runtime parameters {unknown}: not settable at run time; "
                                  f"allowed: {config_lib.runtime_parameter_keys()}")
   split = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-      example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=config.data.train_buckets),
-      example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.data.eval_buckets)]))
+      example_gen_pb2.SplitConfig.Split(name=config_lib.TRAIN_SPLIT,
+                                        hash_buckets=config.data.train_buckets),
+      example_gen_pb2.SplitConfig.Split(name=config_lib.SELECTION_SPLIT,
+                                        hash_buckets=config.data.selection_buckets),
+      example_gen_pb2.SplitConfig.Split(name=config_lib.EVAL_SPLIT,
+                                        hash_buckets=config.data.eval_buckets)]))
   if config.data.format == "csv":
     example_gen = tfx.components.CsvExampleGen(input_base=config.data.path, output_config=split)
   else:
@@ -86,8 +90,11 @@ def create_pipeline(config: BonsaiConfig,
 
   trainer_args = dict(
       examples=examples, schema=schema,
-      train_args=tfx.proto.TrainArgs(num_steps=config.trainer.train_steps),
-      eval_args=tfx.proto.EvalArgs(num_steps=config.trainer.eval_steps),
+      train_args=tfx.proto.TrainArgs(splits=[config_lib.TRAIN_SPLIT],
+                                     num_steps=config.trainer.train_steps),
+      # The Trainer validates on the selection split: the gate's split stays unseen.
+      eval_args=tfx.proto.EvalArgs(splits=[config.pruning.selection_split],
+                                   num_steps=config.trainer.eval_steps),
       custom_config=dict(config.trainer.custom_config))
   if config.trainer.module_file:
     trainer = tfx.components.Trainer(module_file=config.trainer.module_file, **trainer_args)

@@ -22,15 +22,20 @@ def digits_arrays():
   return digits.load_digits_28()
 
 
+def split_indices(count, train_fraction=TRAIN_FRACTION):
+  """(train, eval) indices of the arrays, as write_examples_artifact splits them."""
+  order = np.random.default_rng(0).permutation(count)
+  cut = int(count * train_fraction)
+  return order[:cut], order[cut:]
+
+
 def write_examples_artifact(uri, images, labels, train_fraction=TRAIN_FRACTION):
   """An Examples artifact laid out as ExampleGen writes it (Split-*/ gzipped TFRecords)."""
   examples = standard_artifacts.Examples()
   examples.uri = uri
   examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
   examples.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
-  order = np.random.default_rng(0).permutation(len(labels))
-  cut = int(len(order) * train_fraction)
-  for split, idx in (("train", order[:cut]), ("eval", order[cut:])):
+  for split, idx in zip(("train", "eval"), split_indices(len(labels), train_fraction)):
     split_dir = artifact_utils.get_split_uri([examples], split)
     tf.io.gfile.makedirs(split_dir)
     with tf.io.TFRecordWriter(os.path.join(split_dir, "data_tfrecord-00000-of-00001.gz"),
@@ -69,7 +74,9 @@ def train_model_artifact(uri, images, labels, schema, width=0.25, epochs=3):
 
 @pytest.fixture(scope="session")
 def small_dense_model(tmp_path_factory, digits_arrays, digits_schema):
-  """Model artifact: the seed CNN at width 0.25, trained 3 epochs (~95% accurate)."""
+  """Model artifact: the seed CNN at width 0.25, trained 3 epochs on the train split only of
+  `digits_examples` (so its eval split is held out)."""
   images, labels = digits_arrays
-  return train_model_artifact(str(tmp_path_factory.mktemp("dense_model")), images[:1437],
-                              labels[:1437], digits_schema)
+  train, _ = split_indices(len(labels))
+  return train_model_artifact(str(tmp_path_factory.mktemp("dense_model")), images[train],
+                              labels[train], digits_schema)

@@ -259,29 +259,39 @@ def _sparsity_chart(summary) -> Optional[str]:
 
 
 def _search_chart(summary) -> Optional[str]:
+  """The trade-off curve: compression of the weights (dense / trial, gzip) against the drop on
+  the selection split with its paired 95% interval, one point per trial, and why it stopped."""
   search = summary.get("search") or {}
   trials = search.get("trials") or []
   if not trials:
     return None
   fig, ax = plt.subplots(figsize=(7.5, 3.6))
-  ordered = sorted(trials, key=lambda t: t["sparsity"])
-  ax.plot([100 * t["sparsity"] for t in ordered], [100 * t["accuracy_drop"] for t in ordered],
-          color=_GREY, linewidth=1, zorder=1)
+  dense_bytes = search.get("dense_weights_gzip_bytes") or trials[0]["weights_gzip_bytes"]
+  ratio = lambda t: dense_bytes / max(1, t["weights_gzip_bytes"])
   for accepted, marker, color in ((True, "o", _GREEN), (False, "x", _RED)):
     points = [t for t in trials if t["accepted"] == accepted]
-    if points:
-      ax.scatter([100 * t["sparsity"] for t in points], [100 * t["accuracy_drop"] for t in points],
-                 marker=marker, color=color, zorder=2,
-                 label="within budget" if accepted else "over budget")
+    if not points:
+      continue
+    drops = [100 * t["accuracy_drop"] for t in points]
+    low = [100 * (t["accuracy_drop"] - (t.get("drop_ci_low") if t.get("drop_ci_low") is not None
+                                        else t["accuracy_drop"])) for t in points]
+    high = [100 * ((t.get("drop_ci_high") if t.get("drop_ci_high") is not None
+                    else t["accuracy_drop"]) - t["accuracy_drop"]) for t in points]
+    ax.errorbar([ratio(t) for t in points], drops, yerr=[low, high], fmt=marker, color=color,
+                capsize=3, label="within budget" if accepted else "over budget")
   for i, t in enumerate(trials, 1):
-    ax.annotate(f"#{i}", (100 * t["sparsity"], 100 * t["accuracy_drop"]),
-                textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.annotate(f"#{i}: {t['level']:g}", (ratio(t), 100 * t["accuracy_drop"]),
+                textcoords="offset points", xytext=(4, 4), fontsize=7)
   budget = search.get("max_accuracy_drop")
   if budget is not None:
-    ax.axhline(100 * budget, color=_RED, linestyle="--", label=f"budget {100 * budget:.2f} pp")
-  ax.set_xlabel("sparsity reached (%)")
-  ax.set_ylabel("accuracy drop vs dense (pp)")
-  ax.set_title("Sparsity search: accuracy given up for sparsity (#n: trial order)")
+    ax.axhline(100 * budget, color=_RED, linestyle="--",
+               label=f"budget {100 * budget:.2f} pp ({search.get('accuracy_decision', 'point')})")
+  ax.axhline(0, color=_GREY, linestyle=":", linewidth=1)
+  ax.set_xscale("log")
+  ax.set_xlabel("compression of the weights (gzip), x")
+  ax.set_ylabel("accuracy drop, pp (95% CI)")
+  ax.set_title("Sparsity search (#n: trial, level)" + (
+      f"; stopped: {search['stopped']}" if search.get("stopped") else ""), fontsize=9)
   ax.legend(loc="best", fontsize=8)
   return _png(fig)
 
@@ -291,7 +301,8 @@ CHARTS = (("sizes", "Model size from the dense model to the deployed download.",
                        "the lowest accuracy the budget allows.", _accuracy_chart),
           ("sparsity", "Fraction of zero weights per pruned layer, against the target.",
            _sparsity_chart),
-          ("search", "Each search trial: the sparsity it reached and the accuracy it cost.",
+          ("search", "Each search trial: the compression it reached and the accuracy it cost, "
+                     "with the paired 95% interval; the dashed line is the budget.",
            _search_chart))
 
 

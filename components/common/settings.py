@@ -27,6 +27,13 @@ SAME_NAME = "<same>"
 NOT_IN_CONFIG = None
 Check = Callable[[Any], Optional[str]]
 
+# How an accuracy drop is decided against its budget, by the gate (CompressionEvaluator's
+# accuracy_decision) and the search (PruneTrainer's search_accuracy_decision), on paired
+# outcomes (common/stats.py).
+POINT = "point"            # the point drop must be within the budget
+CONFIDENT = "confident"    # the upper end of its paired 95% interval must be within the budget
+ACCURACY_DECISIONS = (POINT, CONFIDENT)
+
 
 class SettingsError(ValueError):
   """A parameter value its component cannot use; `key` names it, `message` says what is allowed."""

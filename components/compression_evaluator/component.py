@@ -19,7 +19,8 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
 
   Outputs `evaluation` (ModelEvaluation; `tfma.load_eval_result(uri, model_name=...)`
   with model names "candidate", "dense", "production") and `blessing` (ModelBlessing
-  as Evaluator writes it, with `verdict.json` and float properties `candidate_accuracy`,
+  as Evaluator writes it, with `verdict.json` (each accuracy drop with its paired 95%
+  interval and the number of examples) and float properties `candidate_accuracy`,
   `dense_accuracy`, `compression_ratio`, and `latency_ratio` when the candidate has it).
   Beam options come from the pipeline or `.with_beam_pipeline_args()`.
   """
@@ -43,7 +44,10 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
                metric: str = _DEFAULTS.metric,
                max_metric_increase: float = _DEFAULTS.max_metric_increase,
                model_fn: str = _DEFAULTS.model_fn,
-               module_file: Optional[str] = None):
+               module_file: Optional[str] = None,
+               accuracy_decision: str = _DEFAULTS.accuracy_decision,
+               min_accuracy: float = _DEFAULTS.min_accuracy,
+               dense_blessing: Optional[types.BaseChannel] = None):
     """Args:
       model: the candidate, a TFLiteConverter output (`Format-Serving/tflite`).
       dense_model: the Trainer's Model (Keras SavedModel taking serialized tf.Examples).
@@ -70,9 +74,15 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
         and the production model, >= 0.
       model_fn, module_file: the Trainer module's model-building function, when the dense
         model was exported with tf.saved_model.save (see PruneTrainer).
+      accuracy_decision: `confident` (default): an accuracy drop passes only when the upper
+        end of its paired 95% interval is within `max_accuracy_drop`; `point`: when the
+        point drop is (classifier heads).
+      min_accuracy: the candidate's accuracy must be at least this, in [0, 1]; 0 is off.
+      dense_blessing: the dense model's ModelBlessing from a TFX Evaluator upstream;
+        optional. When given, the candidate is blessed only if the dense model was.
     The parameters are the fields of `settings.CompressionEvaluatorSettings` (types,
-    defaults, rules); each scalar one may be a `tfx.dsl.experimental.RuntimeParameter`,
-    checked when the run starts.
+    defaults, rules); each scalar one but `eval_split` may be a
+    `tfx.dsl.experimental.RuntimeParameter`, checked when the run starts.
     """
     chosen = params.component_settings(settings.CompressionEvaluatorSettings, locals())
     outputs = spec.CompressionEvaluatorSpec.OUTPUTS
@@ -80,6 +90,7 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
         model=model, dense_model=dense_model, examples=examples,
         baseline_model=baseline_model, sparsity_blessing=sparsity_blessing,
         transform_graph=transform_graph,
+        dense_blessing=dense_blessing,
         evaluation=types.Channel(type=outputs[spec.EVALUATION_KEY].type),
         blessing=types.Channel(type=outputs[spec.BLESSING_KEY].type),
         **chosen.to_exec_properties()))

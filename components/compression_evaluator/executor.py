@@ -13,12 +13,15 @@ NOT_BLESSED with the reason "evaluation failed: ...", so the stock Pusher runs a
 records that nothing was pushed. Missing or unusable inputs (no TFLite file, a
 dense model that is not Keras) raise, naming the input.
 """
+import collections
+import json
 import os
 import time
 from typing import Any, Dict, List, Optional
 
 from absl import logging
 import apache_beam as beam
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis import constants as tfma_constants
 from tensorflow_model_analysis.proto import config_pb2
@@ -35,6 +38,7 @@ from tfx_bonsai.components.common import examples as examples_lib
 from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.common import progress
+from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.compression_evaluator import extractors
 from tfx_bonsai.components.compression_evaluator import gate
@@ -54,6 +58,8 @@ _TFMA_METRICS = {
 EXAMPLE_COUNT_METRIC = "example_count"
 _TELEMETRY_DESCRIPTORS = ["CompressionEvaluator"]
 _PROGRESS = "compression_evaluator"  # the evaluation's progress bar
+# Beside TFMA's files in the evaluation, written by the extractors' last step.
+PAIRED_OUTCOMES_FILE = extractors.PAIRED_OUTCOMES_FILE
 
 
 def config_from_properties(
@@ -95,6 +101,25 @@ def make_eval_config(label_key: str, with_production: bool, head: str = heads.MU
   return config
 
 
+def paired_counts(outcomes: Dict[str, Any], baseline: str, candidate: str) -> stats.PairedCounts:
+  """The 2x2 table of `baseline` against `candidate` from a paired_outcomes.json's content."""
+  models = outcomes["models"]
+  i, j = models.index(baseline), models.index(candidate)
+  table = collections.Counter()
+  for pattern, n in outcomes["patterns"]:
+    table[(bool(pattern[i]), bool(pattern[j]))] += n
+  return stats.PairedCounts(n=sum(table.values()), both=table[(True, True)],
+                            baseline_only=table[(True, False)],
+                            candidate_only=table[(False, True)])
+
+
+def read_paired_outcomes(output_path: str) -> Optional[Dict[str, Any]]:
+  path = os.path.join(output_path, PAIRED_OUTCOMES_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  return json.loads(io_utils.read_string_file(path))
+
+
 def read_overall_metrics(output_path: str) -> Dict[str, Dict[str, float]]:
   """{model name: {metric name: value}} of the overall slice of a TFMA evaluation."""
   metrics: Dict[str, Dict[str, float]] = {}
@@ -129,6 +154,7 @@ class Executor(tfx_evaluator_executor.Executor):
     dense = artifact_utils.get_single_instance(input_dict[spec.DENSE_MODEL_KEY])
     production = _optional(input_dict, spec.BASELINE_MODEL_KEY)
     sparsity_blessing = _optional(input_dict, spec.SPARSITY_BLESSING_KEY)
+    dense_blessing = _optional(input_dict, spec.DENSE_BLESSING_KEY)
     examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
     transform_graph = _optional(input_dict, spec.TRANSFORM_GRAPH_KEY)
     evaluation = artifact_utils.get_single_instance(output_dict[spec.EVALUATION_KEY])
@@ -164,6 +190,8 @@ class Executor(tfx_evaluator_executor.Executor):
       measured[keys[2]] = None
     if sparsity_blessing is not None:
       measured[gate.SPARSITY_PASSED] = blessing_lib.is_blessed(sparsity_blessing)
+    if dense_blessing is not None:
+      measured[gate.DENSE_BLESSED] = blessing_lib.is_blessed(dense_blessing)
     if candidate.has_custom_property(tflite.LATENCY_RATIO_PROPERTY):
       measured[gate.LATENCY_RATIO] = candidate.get_float_custom_property(
           tflite.LATENCY_RATIO_PROPERTY)
@@ -181,6 +209,13 @@ class Executor(tfx_evaluator_executor.Executor):
                           spec.PRODUCTION_MODEL_NAME), keys):
       if key in measured:
         measured[key] = metrics.get(name, {}).get(result_key)
+    # Paired outcomes (written for classifier heads only): the accuracy decisions' counts.
+    outcomes = None if errors else read_paired_outcomes(evaluation.uri)
+    if outcomes is not None:
+      for name, key in ((spec.DENSE_MODEL_NAME, gate.DENSE_PAIRED_COUNTS),
+                        (spec.PRODUCTION_MODEL_NAME, gate.PRODUCTION_PAIRED_COUNTS)):
+        if name in outcomes["models"]:
+          measured[key] = paired_counts(outcomes, name, spec.CANDIDATE_MODEL_NAME).to_dict()
 
     verdict = gate.decide(measured, config, errors)
     blessing_lib.write_blessing(blessing, verdict.blessed, candidate, verdict.to_dict())
@@ -266,8 +301,9 @@ class Executor(tfx_evaluator_executor.Executor):
            | "ExtractEvaluateAndWriteResults" >> tfma.ExtractEvaluateAndWriteResults(
                eval_shared_model=list(shared_models.values()),
                eval_config=eval_config,
-               extractors=extractors.make_extractors(eval_config, shared_models, adapter_config,
-                                                     transform_uri),
+               extractors=extractors.make_extractors(
+                   eval_config, shared_models, adapter_config, transform_uri,
+                   output_path=None if head == heads.REGRESSION else output_path, head=head),
                output_path=output_path,
                tensor_adapter_config=adapter_config))
     seconds = time.monotonic() - start

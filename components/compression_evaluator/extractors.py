@@ -4,9 +4,13 @@ TFMA 0.52's default extractors refuse to mix `tf_lite` with other model types, s
 prediction step chains TFMA's own TFLite and model-signature DoFns, one model at a time
 (`_MixedPredictions`), and stores every model's predictions keyed by model name as TFMA's
 multi-model extractors do. TFLite models are predicted with XNNPack on
-(`TFLitePredictionDoFn`).
+(`TFLitePredictionDoFn`). Given an output path, a last step writes the paired outcomes
+(`PAIRED_OUTCOMES_FILE`): how many examples had each pattern of (model right?) over the
+models, from which the gate computes its paired drops.
 """
-from typing import Dict, Optional
+import json
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -23,9 +27,15 @@ from tensorflow_model_analysis.extractors import tflite_predict_extractor
 from tensorflow_model_analysis.extractors import unbatch_extractor
 from tensorflow_model_analysis.proto import config_pb2
 from tensorflow_model_analysis.utils import model_util
+from tfx.utils import io_utils
 from tfx_bsl.tfxio import tensor_adapter
 
+from tfx_bonsai.components.common import heads
+
 _PER_MODEL_PREDICTIONS = "_compression_evaluator_predictions"
+# Beside TFMA's files in the evaluation: how many examples had each pattern of
+# (model right?) over the models, for the gate's paired comparisons.
+PAIRED_OUTCOMES_FILE = "paired_outcomes.json"
 
 
 def _stash(extracts, model_name: str):
@@ -117,17 +127,76 @@ def _MixedPredictions(extracts, eval_config: config_pb2.EvalConfig,  # pylint: d
   return extracts | "CollectPredictions" >> beam.Map(_unstash)
 
 
+def _label_of(extracts, model_name: str):
+  labels = extracts[tfma_constants.LABELS_KEY]
+  return labels[model_name] if isinstance(labels, dict) else labels
+
+
+def is_correct(prediction, label, head: str = heads.MULTICLASS) -> bool:
+  """Is the head's decision the label? Top-1 of several class scores; one score is on the
+  label's side of the head's threshold: 0.5 for a probability (binary), 0 for a logit
+  (binary_logits). Regression heads have no right or wrong (HeadError)."""
+  if head == heads.REGRESSION:
+    raise heads.HeadError("paired outcomes need a classifier head; a 'regression' head is "
+                          "compared by its error metric")
+  scores = np.asarray(prediction, dtype=np.float64).reshape(-1)
+  labels = np.asarray(label).reshape(-1)
+  if labels.size != 1:
+    raise ValueError(f"paired outcomes need one label per example, got {labels.size}")
+  label = int(labels[0])
+  if scores.size == 1:
+    return int(scores[0] > (0.0 if head == heads.BINARY_LOGITS else 0.5)) == label
+  return int(np.argmax(scores)) == label
+
+
+def _outcome(extracts, model_names: Sequence[str], head: str = heads.MULTICLASS
+             ) -> Tuple[bool, ...]:
+  predictions = extracts[tfma_constants.PREDICTIONS_KEY]
+  return tuple(is_correct(predictions[name], _label_of(extracts, name), head)
+               for name in model_names)
+
+
+def _write_outcomes(counts: List[Tuple[Tuple[bool, ...], int]], model_names: Sequence[str],
+                    path: str) -> None:
+  data = {"models": list(model_names),
+          "patterns": [[[int(x) for x in pattern], int(n)] for pattern, n in sorted(counts)]}
+  io_utils.write_string_file(path, json.dumps(data, indent=2))
+
+
+@beam.ptransform_fn
+def _WritePairedOutcomes(extracts, model_names: Sequence[str],  # pylint: disable=invalid-name
+                         output_path: str, head: str = heads.MULTICLASS):
+  """Passes `extracts` through; on the side, counts each (model right?) pattern to a file."""
+  _ = (extracts
+       | "Outcome" >> beam.Map(_outcome, list(model_names), head)
+       | "CountPatterns" >> beam.combiners.Count.PerElement()
+       | "ToList" >> beam.combiners.ToList()
+       | "Write" >> beam.Map(_write_outcomes, list(model_names),
+                             os.path.join(output_path, PAIRED_OUTCOMES_FILE)))
+  return extracts
+
+
 def make_extractors(eval_config: config_pb2.EvalConfig,
                     eval_shared_models: Dict[str, tfma.EvalSharedModel],
                     tensor_adapter_config: tensor_adapter.TensorAdapterConfig,
-                    transform_uri: Optional[str] = None):
+                    transform_uri: Optional[str] = None, output_path: Optional[str] = None,
+                    head: str = heads.MULTICLASS):
   """TFMA's default extractors for TFLite models, with the mixed-model prediction step.
 
   With `transform_uri` (a TransformGraph), transformed features join the raw ones first.
+  With `output_path`, a last step writes the paired outcomes file there, each model right
+  or wrong as `head` decides (a classifier head).
   """
   transform = [] if not transform_uri else [tfma_extractor.Extractor(
       stage_name="TransformFeatures",
       ptransform=beam.ParDo(TransformFeaturesDoFn(transform_uri)))]
+  paired = []
+  if output_path is not None:
+    paired = [tfma_extractor.Extractor(
+        stage_name="WritePairedOutcomes",
+        ptransform=_WritePairedOutcomes(  # pylint: disable=no-value-for-parameter
+            model_names=[m.name for m in eval_config.model_specs], output_path=output_path,
+            head=head))]
   return [
       features_extractor.FeaturesExtractor(
           eval_config=eval_config,
@@ -141,4 +210,4 @@ def make_extractors(eval_config: config_pb2.EvalConfig,
               eval_config=eval_config, eval_shared_models=eval_shared_models)),
       unbatch_extractor.UnbatchExtractor(),
       slice_key_extractor.SliceKeyExtractor(eval_config=eval_config),
-  ]
+  ] + paired

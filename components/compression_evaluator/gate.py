@@ -9,6 +9,8 @@ import dataclasses
 import math
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from tfx_bonsai.components.common import settings as settings_lib
+from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.compression_evaluator import settings
 
 # Keys of the `measured` dict.
@@ -29,6 +31,12 @@ DENSE_ERROR = "dense_error"
 PRODUCTION_ERROR = "production_error"  # present only when a production model exists
 ACCURACY = "accuracy"
 ERROR_METRICS = ("mae", "rmse")
+# Paired outcomes on the same examples (stats.PairedCounts.to_dict()): dense (or production)
+# as the baseline, the candidate as the candidate. Needed by the `confident` decision.
+DENSE_PAIRED_COUNTS = "dense_paired_counts"
+PRODUCTION_PAIRED_COUNTS = "production_paired_counts"
+# True/False: the dense model's own ModelBlessing (a TFX Evaluator upstream); None or absent: none.
+DENSE_BLESSED = "dense_blessed"
 
 # Check names.
 ACCURACY_DROP = "accuracy_drop"
@@ -38,7 +46,13 @@ COMPRESSION_RATIO = "compression_ratio"
 SPARSITY = "sparsity"
 METRIC_INCREASE = "metric_increase"          # candidate error - dense error
 PRODUCTION_INCREASE = "production_increase"  # candidate error - production error
+MIN_ACCURACY = "min_accuracy"
+DENSE_BLESSING = "dense_blessing"
 # LATENCY_RATIO (above) names its check too.
+
+# How the accuracy drops are decided (the accuracy_decision setting).
+POINT, CONFIDENT = settings_lib.POINT, settings_lib.CONFIDENT
+ACCURACY_DECISIONS = settings_lib.ACCURACY_DECISIONS
 
 # Slack on every comparison so that a figure exactly at its threshold passes
 # despite float rounding (e.g. 0.95 - 0.94 > 0.01 in binary floating point).
@@ -59,6 +73,8 @@ class Check:
   op: str = "<="
   missing: Tuple[str, ...] = ()  # the metrics that could not be computed
   digits: int = 3
+  paired: Optional[stats.PairedComparison] = None   # accuracy drops measured on paired examples
+  decision: str = POINT
 
   def describe(self) -> str:
     """E.g. `accuracy_drop 0.003 <= 0.010 ok` or `compression_ratio 8.1 < 10.0`."""
@@ -66,14 +82,36 @@ class Check:
       return f"{self.name} not checked: metric {', '.join(self.missing)} could not be computed"
     if self.name == SPARSITY:
       return "sparsity blessed ok" if self.passed else "sparsity NOT_BLESSED by SparsityValidator"
+    if self.name == DENSE_BLESSING:
+      return ("dense model blessed by its Evaluator ok" if self.passed
+              else "dense model NOT blessed by its Evaluator")
+    if self.paired is not None:
+      return self._describe_paired()
     failed_op = {"<=": ">", ">=": "<"}[self.op]
     text = (f"{self.name} {self.measured:.{self.digits}f} "
             f"{self.op if self.passed else failed_op} {self.threshold:.{self.digits}f}")
     return text + " ok" if self.passed else text
 
+  def _describe_paired(self) -> str:
+    p = self.paired
+    budget = f"{100 * self.threshold:.2f} pp"
+    needed = (f"about {p.needed:,} examples would decide" if p.needed is not None
+              else "no sample size would decide at these rates")
+    if p.position == stats.UNDECIDED and self.decision == CONFIDENT:
+      return (f"{self.name}: too few examples to decide at a {budget} budget: "
+              f"{p.describe()}; {needed}")
+    text = f"{self.name} {p.describe()} {'<=' if self.passed else '>'} {budget}"
+    if p.position == stats.UNDECIDED:
+      text += f" (point decision; the interval straddles the budget: {needed})"
+    return text + " ok" if self.passed else text
+
   def to_dict(self) -> Dict[str, Any]:
-    return {"name": self.name, "measured": self.measured, "threshold": self.threshold,
+    data = {"name": self.name, "measured": self.measured, "threshold": self.threshold,
             "passed": self.passed}
+    if self.paired is not None:
+      data.update(decision=self.decision, **{k: v for k, v in self.paired.to_dict().items()
+                                             if k != "budget"})
+    return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +158,45 @@ def _missing(name: str, threshold: float, metrics: Tuple[str, ...], op: str = "<
   return Check(name, None, threshold, False, op, missing=metrics)
 
 
+def _paired(measured: Mapping[str, Any], key: str) -> Optional[stats.PairedCounts]:
+  """The paired counts under `key`, or None when absent, malformed or over no example."""
+  data = measured.get(key)
+  if not isinstance(data, Mapping):
+    return None
+  try:
+    counts = stats.PairedCounts.from_dict(data)
+  except (KeyError, TypeError, ValueError):
+    return None
+  return counts if counts.n > 0 else None
+
+
+def _drop_check(name: str, measured: Mapping[str, Any], baseline_key: str, paired_key: str,
+                config: GateConfig) -> Check:
+  """baseline - candidate accuracy against the budget, decided as `config.accuracy_decision`.
+
+  With paired counts the drop, its interval and n come from them; `point` decides on the
+  drop, `confident` on the interval's upper end. Without them `point` compares the two
+  accuracies, and `confident` cannot decide (a missing metric).
+  """
+  budget = config.max_accuracy_drop
+  missing = _all_missing(measured, CANDIDATE_ACCURACY, baseline_key)
+  counts = _paired(measured, paired_key)
+  if missing:
+    return _missing(name, budget, missing)
+  if counts is None:
+    if config.accuracy_decision == CONFIDENT:
+      return _missing(name, budget, (paired_key,))
+    drop = _value(measured, baseline_key) - _value(measured, CANDIDATE_ACCURACY)
+    return _compare(name, drop, budget, "<=")
+  comparison = stats.compare(counts, budget)
+  if config.accuracy_decision == CONFIDENT:
+    passed = comparison.position == stats.WITHIN
+  else:
+    passed = comparison.drop <= budget + _EPSILON
+  return Check(name, comparison.drop, budget, passed, "<=", paired=comparison,
+               decision=config.accuracy_decision)
+
+
 def _all_missing(measured: Mapping[str, Any], *keys: str) -> Tuple[str, ...]:
   return tuple(k for k in keys if _value(measured, k) is None)
 
@@ -135,14 +212,19 @@ def _missing_reasons(checks: Sequence[Check]) -> Tuple[str, ...]:
 
 
 def _accuracy_checks(measured: Mapping[str, Any], config: GateConfig) -> list:
-  """accuracy_drop, relative_accuracy_drop (when on) and production_drop (when a production model exists)."""
+  """Classifier heads: accuracy_drop and production_drop (when a production model exists),
+  decided as `config.accuracy_decision` on paired outcomes; min_accuracy and
+  relative_accuracy_drop when on."""
   checks = []
   missing = _all_missing(measured, CANDIDATE_ACCURACY, DENSE_ACCURACY)
-  if missing:
-    checks.append(_missing(ACCURACY_DROP, config.max_accuracy_drop, missing))
-  else:
-    drop = _value(measured, DENSE_ACCURACY) - _value(measured, CANDIDATE_ACCURACY)
-    checks.append(_compare(ACCURACY_DROP, drop, config.max_accuracy_drop, "<="))
+  checks.append(_drop_check(ACCURACY_DROP, measured, DENSE_ACCURACY, DENSE_PAIRED_COUNTS, config))
+
+  if config.min_accuracy > 0:
+    if _value(measured, CANDIDATE_ACCURACY) is None:
+      checks.append(_missing(MIN_ACCURACY, config.min_accuracy, (CANDIDATE_ACCURACY,), ">="))
+    else:
+      checks.append(_compare(MIN_ACCURACY, _value(measured, CANDIDATE_ACCURACY),
+                             config.min_accuracy, ">="))
 
   if config.max_relative_accuracy_drop > 0:
     dense = _value(measured, DENSE_ACCURACY)
@@ -157,12 +239,8 @@ def _accuracy_checks(measured: Mapping[str, Any], config: GateConfig) -> list:
                              config.max_relative_accuracy_drop, "<="))
 
   if PRODUCTION_ACCURACY in measured:
-    missing_prod = _all_missing(measured, CANDIDATE_ACCURACY, PRODUCTION_ACCURACY)
-    if missing_prod:
-      checks.append(_missing(PRODUCTION_DROP, config.max_accuracy_drop, missing_prod))
-    else:
-      drop = _value(measured, PRODUCTION_ACCURACY) - _value(measured, CANDIDATE_ACCURACY)
-      checks.append(_compare(PRODUCTION_DROP, drop, config.max_accuracy_drop, "<="))
+    checks.append(_drop_check(PRODUCTION_DROP, measured, PRODUCTION_ACCURACY,
+                              PRODUCTION_PAIRED_COUNTS, config))
   return checks
 
 
@@ -215,6 +293,11 @@ def decide(measured: Mapping[str, Any], config: GateConfig,
   sparsity = measured.get(SPARSITY_PASSED)
   if sparsity is not None:
     checks.append(Check(SPARSITY, 1.0 if sparsity else 0.0, 1.0, bool(sparsity), ">="))
+
+  dense_blessed = measured.get(DENSE_BLESSED)
+  if dense_blessed is not None:
+    checks.append(Check(DENSE_BLESSING, 1.0 if dense_blessed else 0.0, 1.0, bool(dense_blessed),
+                        ">="))
 
   reasons = (tuple(errors) + _missing_reasons(checks)
              + tuple(c.describe() for c in checks if not c.passed and not c.missing))

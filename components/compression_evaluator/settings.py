@@ -23,6 +23,10 @@ class CompressionEvaluatorSettings(settings_lib.Settings):
     the candidate may have, >= 0; 0 turns the check off.
   label_key: the label feature (integer class ids, or the regression target; a transformed
     feature with a transform_graph); eval_split: the split evaluated.
+  accuracy_decision: `confident` (the upper end of the paired 95% interval on each accuracy
+    drop must be within the budget) or `point` (the point drop must be); classifier heads.
+  min_accuracy: the candidate's accuracy must be at least this, in [0, 1]; 0 turns it off
+    (classifier heads).
   head: what the output means (HEADS; "auto" reads the dense model).
   metric: "" (accuracy; MAE for regression), "accuracy", "mae" or "rmse". With "mae" or
     "rmse" (a regression head) the accuracy checks are replaced by `metric_increase` and
@@ -34,13 +38,17 @@ class CompressionEvaluatorSettings(settings_lib.Settings):
   """
   label_key: str = setting("label", check=settings_lib.non_empty("label"),
                            config=settings_lib.NOT_IN_CONFIG)
-  eval_split: str = setting("eval", check=settings_lib.non_empty("eval"),
-                            config=settings_lib.NOT_IN_CONFIG)
+  # The pipeline's gate.eval_split (one of its splits, seen by nothing before the gate); not a
+  # RuntimeParameter: the pipeline refuses, when it is built, a search selecting on it.
+  eval_split: str = setting("eval", check=settings_lib.non_empty("eval"), runtime=False)
   max_accuracy_drop: float = setting(0.01, check=settings_lib.fraction())
   max_relative_accuracy_drop: float = setting(
       0.0, check=settings_lib.fraction(high_open=True, note=" (0 turns it off)"))
   min_compression_ratio: float = setting(10.0, check=settings_lib.greater_than(1))
   max_latency_ratio: float = setting(0.0, check=settings_lib.at_least(0, " (0 turns it off)"))
+  accuracy_decision: str = setting(settings_lib.CONFIDENT,
+                                   check=settings_lib.one_of(settings_lib.ACCURACY_DECISIONS))
+  min_accuracy: float = setting(0.0, check=settings_lib.fraction(note=" (0 turns it off)"))
   head: str = setting("auto", check=settings_lib.one_of(settings_lib.HEADS))
   metric: str = setting("", check=settings_lib.metric_name)
   max_metric_increase: float = setting(0.0, check=settings_lib.at_least(0))

@@ -13,6 +13,7 @@ MODEL_KEY = standard_component_specs.MODEL_KEY
 DENSE_MODEL_KEY = "dense_model"
 BASELINE_MODEL_KEY = standard_component_specs.BASELINE_MODEL_KEY
 SPARSITY_BLESSING_KEY = "sparsity_blessing"
+DENSE_BLESSING_KEY = "dense_blessing"
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 TRANSFORM_GRAPH_KEY = standard_component_specs.TRANSFORM_GRAPH_KEY
 # Outputs
@@ -30,6 +31,8 @@ METRIC_KEY = "metric"
 MAX_METRIC_INCREASE_KEY = "max_metric_increase"
 MODEL_FN_KEY = "model_fn"
 MODULE_FILE_KEY = standard_component_specs.MODULE_FILE_KEY
+ACCURACY_DECISION_KEY = "accuracy_decision"
+MIN_ACCURACY_KEY = "min_accuracy"
 # Blessing custom properties (floats)
 CANDIDATE_ACCURACY_PROPERTY = "candidate_accuracy"
 DENSE_ACCURACY_PROPERTY = "dense_accuracy"
@@ -56,6 +59,8 @@ class CompressionEvaluatorSpec(component_spec.ComponentSpec):
                                                           optional=True),
       SPARSITY_BLESSING_KEY: component_spec.ChannelParameter(
           type=blessing.SparsityBlessing, optional=True),
+      DENSE_BLESSING_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.ModelBlessing, optional=True),
       EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
       TRANSFORM_GRAPH_KEY: component_spec.ChannelParameter(
           type=standard_artifacts.TransformGraph, optional=True),

@@ -54,6 +54,8 @@ class PruneTrainer(base_component.BaseComponent):
                search_max_trials: int = _DEFAULTS.search_max_trials,
                search_time_budget_s: float = _DEFAULTS.search_time_budget_s,
                search_epochs_per_trial: int = _DEFAULTS.search_epochs_per_trial,
+               search_accuracy_decision: str = _DEFAULTS.search_accuracy_decision,
+               search_max_layer_sparsity: float = _DEFAULTS.search_max_layer_sparsity,
                clusters: int = _DEFAULTS.clusters,
                cluster_epochs: int = _DEFAULTS.cluster_epochs,
                qat_epochs: int = _DEFAULTS.qat_epochs,

@@ -2,8 +2,16 @@
 
 Tries increasing global sparsity levels, each fine-tune continuing from the last accepted
 model (so later trials only prune further), with per-layer targets from one global
-magnitude ranking. After the first level over budget it bisects between the last accepted
-level and that one while trials remain. Every trial is recorded.
+magnitude ranking (each layer capped at `max_layer_sparsity`). A trial is accepted when
+its drop against the dense model, on the same selection examples, holds: with
+`accuracy_decision="confident"` the upper end of the paired 95% interval
+(`components/common/stats.py`) must be within the budget, as the gate decides; with
+`point` the point drop must. A regression head (issue 13's heads) is scored by its error
+metric instead, and a trial is accepted when the metric grows by at most the budget. When
+the first level is already over budget the search
+brackets downwards (halving the level) until one holds; after the first level over budget
+it bisects between the last accepted level and the first rejected one while trials remain.
+Every trial is recorded.
 """
 import dataclasses
 import gzip
@@ -16,8 +24,16 @@ import tensorflow as tf
 
 from tfx_bonsai.components.common import progress
 from tfx_bonsai.components.common import heads
+from tfx_bonsai.components.common import settings as settings_lib
+from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.prune_trainer import pruning
 from tfx_bonsai.components.prune_trainer.settings import SearchConfig  # noqa: F401
+
+POINT, CONFIDENT = settings_lib.POINT, settings_lib.CONFIDENT   # as the gate's accuracy_decision
+# Bracketing downwards stops below this level: nothing sparser than it held.
+MIN_BRACKET_LEVEL = 0.05
+# Bisection stops when the accepted and rejected levels are this close.
+BISECT_RESOLUTION = 0.0025
 
 
 @dataclasses.dataclass
@@ -30,6 +46,10 @@ class Trial:
   seconds: float
   accepted: bool
   layer_sparsity: Dict[str, float]
+  # The paired comparison with the dense model on the selection examples.
+  drop_ci_low: Optional[float] = None
+  drop_ci_high: Optional[float] = None
+  examples: int = 0
 
 
 @dataclasses.dataclass
@@ -40,10 +60,15 @@ class SearchResult:
   trials: List[Trial]
   within_budget: bool
   max_accuracy_drop: float
+  accuracy_decision: str = CONFIDENT
+  stopped: str = ""             # why the search stopped
+  dense_weights_gzip_bytes: int = 0
 
   def report(self) -> Dict[str, Any]:
     return {"dense_accuracy": self.dense_accuracy, "within_budget": self.within_budget,
+            "dense_weights_gzip_bytes": self.dense_weights_gzip_bytes,
             "max_accuracy_drop": self.max_accuracy_drop,
+            "accuracy_decision": self.accuracy_decision, "stopped": self.stopped,
             "trials": [dataclasses.asdict(t) for t in self.trials]}
 
 
@@ -60,6 +85,51 @@ def accuracy(model, eval_ds: tf.data.Dataset, head: str = heads.MULTICLASS,
   if not labels:
     raise pruning.PruningError("the eval split is empty: the search needs examples to measure accuracy")
   return heads.score(head, metric, np.concatenate(outputs), np.concatenate(labels))
+def correct(model, eval_ds: tf.data.Dataset, head: str = heads.MULTICLASS) -> np.ndarray:
+  """Per example, in the dataset's order: is the head's decision the label? (a finite dataset)
+
+  The top-1 class; one unit: its side of 0.5 (binary) or of 0 (binary_logits). Classifier
+  heads only: a regression head is scored by `accuracy` (its error metric).
+  """
+  if head == heads.REGRESSION:
+    raise pruning.PruningError("a regression head has no right or wrong per example; it is "
+                               "scored by its error metric")
+  right = []
+  for inputs, labels in eval_ds:
+    predicted = heads.decisions(head, np.asarray(model(inputs, training=False)))
+    right.append(predicted == np.reshape(labels.numpy(), predicted.shape))
+  if not right or not sum(len(r) for r in right):
+    raise pruning.PruningError("the eval split is empty: the search needs examples to measure accuracy")
+  return np.concatenate(right)
+
+
+def paired_counts(dense_correct: np.ndarray, candidate_correct: np.ndarray) -> stats.PairedCounts:
+  if dense_correct.shape != candidate_correct.shape:
+    raise pruning.PruningError(f"paired outcomes differ in length: {dense_correct.shape} vs "
+                               f"{candidate_correct.shape} (the eval dataset must be finite and "
+                               "deterministic)")
+  return stats.PairedCounts(
+      n=int(dense_correct.size), both=int(np.sum(dense_correct & candidate_correct)),
+      baseline_only=int(np.sum(dense_correct & ~candidate_correct)),
+      candidate_only=int(np.sum(~dense_correct & candidate_correct)))
+
+
+def next_levels(accepted_level: Optional[float], rejected_level: Optional[float],
+                search_config: SearchConfig) -> List[float]:
+  """The level to try once the given levels are exhausted or one was rejected.
+
+  Between the highest accepted and the lowest rejected level: their midpoint (bisection),
+  until they are BISECT_RESOLUTION apart. With nothing accepted yet: half the rejected level
+  (bracketing downwards), down to MIN_BRACKET_LEVEL.
+  """
+  if rejected_level is None:
+    return []
+  if accepted_level is None:
+    lower = round(rejected_level / 2, 6)
+    return [lower] if lower >= MIN_BRACKET_LEVEL else []
+  if search_config.bisect and rejected_level - accepted_level > BISECT_RESOLUTION:
+    return [round((accepted_level + rejected_level) / 2, 6)]
+  return []
 
 
 def weights_gzip_bytes(model) -> int:
@@ -80,20 +150,32 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
            metrics: Optional[Sequence[Any]] = None, strategy=None) -> SearchResult:
   """Runs the search; the best model is the highest accepted level (else the least sparse trial).
 
-  For a regression head the trials' `accuracy` is the error metric (`metric`, MAE or RMSE)
-  and `accuracy_drop` its increase over the dense model, against the same budget.
+  For a classifier head trials are accepted by the paired comparison with the dense model
+  (`search_config.accuracy_decision`). For a regression head the trials' `accuracy` is the
+  error metric (`metric`, MAE or RMSE) and `accuracy_drop` its increase over the dense
+  model, accepted when within the same budget (a point decision).
   """
   search_config.validate()
   config.validate()
   layers = [n for n in pruning.select_layers(model, config)
             if pruning.prunable_weights(pruning.find_layer(model, n))]
   loss = loss or getattr(model, "loss", None) or "sparse_categorical_crossentropy"
-  dense_accuracy = accuracy(model, eval_ds, head, metric)
-  worse = ((lambda value: value - dense_accuracy) if heads.lower_is_better(heads.metric_for(head, metric))
-           else (lambda value: dense_accuracy - value))
-  log.info("search: dense accuracy %.4f, budget %.4f, levels %s, at most %d trials",
-           dense_accuracy, search_config.max_accuracy_drop, list(search_config.levels),
-           search_config.max_trials)
+  # Classifier heads: paired right/wrong per example, decided as accuracy_decision (issue 14).
+  # Regression: the error metric, its increase over the dense model against the same budget.
+  regression = head == heads.REGRESSION
+  decision = POINT if regression else search_config.accuracy_decision
+  if regression:
+    dense_correct = None
+    dense_accuracy = accuracy(model, eval_ds, head, metric)
+    log.info("search: dense %s %.4f, budget %.4f (increase), levels %s, at most %d trials",
+             heads.metric_for(head, metric), dense_accuracy, search_config.max_accuracy_drop,
+             list(search_config.levels), search_config.max_trials)
+  else:
+    dense_correct = correct(model, eval_ds, head)
+    dense_accuracy = float(np.mean(dense_correct))
+    log.info("search: dense accuracy %.4f on %d examples, budget %.4f (%s), levels %s, at most "
+             "%d trials", dense_accuracy, dense_correct.size, search_config.max_accuracy_drop,
+             decision, list(search_config.levels), search_config.max_trials)
   start = time.time()
   trial_config = dataclasses.replace(config, epochs=search_config.epochs_per_trial,
                                      allocation="uniform")
@@ -102,44 +184,68 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
   fallback: Optional[Tuple[pruning.PruneResult, Trial]] = None
   base = model
   pending = list(search_config.levels)
+  rejected: Optional[float] = None     # the lowest level over budget so far
+  stopped = "every level tried"
 
   def out_of_budget() -> bool:
     return (len(trials) >= search_config.max_trials or
             (search_config.time_budget_s and time.time() - start >= search_config.time_budget_s))
 
   trials_bar = progress.bar(search_config.max_trials, "search", "trial")
-  while pending and not out_of_budget():
+  while pending:
+    if out_of_budget():
+      stopped = "max_trials or time budget reached"
+      break
     level = pending.pop(0)
     began = time.time()
     current = {n: pruning.kernel_sparsity(base, [n]) for n in layers}
-    finals = pruning.allocate(base, layers, level)
+    finals = pruning.allocate(base, layers, level, search_config.max_layer_sparsity)
     targets = {n: (current[n], max(current[n], finals[n])) for n in layers}
     result = pruning.prune(_copy(base), train_ds, None, num_train_examples, trial_config,
                            loss=loss, metrics=metrics, log_dir=log_dir, layer_targets=targets,
                            strategy=strategy)
-    acc = accuracy(result.model, eval_ds, head, metric)
-    drop = worse(acc)
-    accepted = drop <= search_config.max_accuracy_drop + 1e-9
-    trial = Trial(level, result.sparsity, acc, drop, weights_gzip_bytes(result.model),
-                  time.time() - began, accepted, result.layer_sparsity)
+    if regression:  # `accuracy` holds the error metric, `accuracy_drop` its increase
+      acc = accuracy(result.model, eval_ds, head, metric)
+      drop = acc - dense_accuracy
+      accepted = drop <= search_config.max_accuracy_drop + 1e-9
+      trial = Trial(level, result.sparsity, acc, drop, weights_gzip_bytes(result.model),
+                    time.time() - began, accepted, result.layer_sparsity)
+      described = f"{heads.metric_for(head, metric)} increase {drop:+.4f}"
+    else:
+      comparison = stats.compare(paired_counts(dense_correct, correct(result.model, eval_ds, head)),
+                                 search_config.max_accuracy_drop)
+      if decision == CONFIDENT:
+        accepted = comparison.position == stats.WITHIN
+      else:
+        accepted = comparison.drop <= search_config.max_accuracy_drop + 1e-9
+      acc, drop = comparison.counts.candidate_accuracy, comparison.drop
+      trial = Trial(level, result.sparsity, acc, drop, weights_gzip_bytes(result.model),
+                    time.time() - began, accepted, result.layer_sparsity,
+                    comparison.low, comparison.high, comparison.counts.n)
+      described = comparison.describe()
     trials.append(trial)
     trials_bar.set_postfix(level=level, drop=f"{drop:+.3f}", refresh=False)
     trials_bar.update(1)
-    log.info("search trial %d: level %.4f -> sparsity %.4f, accuracy %.4f (drop %+.4f) %s",
-             len(trials), level, result.sparsity, acc, drop, "accepted" if accepted else "over budget")
+    log.info("search trial %d: level %.4f -> sparsity %.4f, %s %.4f (%s) %s",
+             len(trials), level, result.sparsity, heads.metric_for(head, metric), acc, described,
+             "accepted" if accepted else "over budget")
     if fallback is None or level < fallback[1].level:
       fallback = (result, trial)
     if accepted:
       best, base = (result, trial), result.model
+      if not pending:
+        pending = next_levels(level, rejected, search_config)
       continue
-    low = best[1].level if best else None
-    pending = ([round((low + level) / 2, 6)]
-               if search_config.bisect and low is not None and level - low > 0.0025 else [])
+    rejected = level if rejected is None else min(rejected, level)
+    pending = next_levels(best[1].level if best else None, rejected, search_config)
+    stopped = (f"budget: level {rejected:g} over it" if best or pending else
+               f"budget: no level down to {MIN_BRACKET_LEVEL:g} within it")
   trials_bar.close()
   chosen = best or fallback
-  log.info("search: %s sparsity %.4f (accuracy %.4f, drop %+.4f) after %d trials in %.0fs",
-           "chose" if best else "no level within budget; returning the least sparse,",
+  log.info("search: %s sparsity %.4f (accuracy %.4f, drop %+.4f) after %d trials in %.0fs; "
+           "stopped: %s", "chose" if best else "no level within budget; returning the least sparse,",
            chosen[1].sparsity, chosen[1].accuracy, chosen[1].accuracy_drop, len(trials),
-           time.time() - start)
+           time.time() - start, stopped)
   return SearchResult(chosen[0].model, chosen[0], dense_accuracy, trials, best is not None,
-                      search_config.max_accuracy_drop)
+                      search_config.max_accuracy_drop, decision, stopped,
+                      weights_gzip_bytes(model))

@@ -17,7 +17,9 @@ ALLOCATIONS = ("uniform", "global_magnitude")
 POLICIES = ("", "xnnpack")
 DISTRIBUTIONS = ("", "mirrored")  # "": one device; "mirrored": tf.distribute.MirroredStrategy
 MAX_CLUSTERS = 256  # an 8-bit weight cannot hold more distinct values
-DEFAULT_SEARCH_LEVELS = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995)
+DEFAULT_SEARCH_LEVELS = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.997, 0.998)
+# The search's per-layer cap: the global level's threshold may take a big layer this far.
+DEFAULT_MAX_LAYER_SPARSITY = 0.999
 
 
 class PruningError(settings_lib.SettingsError):
@@ -93,6 +95,16 @@ class PruneTrainerSettings(settings_lib.Settings):
                                         config="search.time_budget_s")
   search_epochs_per_trial: int = setting(2, check=settings_lib.at_least(1),
                                          config="search.epochs_per_trial")
+  # How trials are accepted, as the gate's accuracy_decision (settings_lib.ACCURACY_DECISIONS).
+  search_accuracy_decision: str = setting(
+      settings_lib.CONFIDENT, check=settings_lib.one_of(settings_lib.ACCURACY_DECISIONS),
+      config="search.accuracy_decision")
+  # Per-layer cap of the search's global magnitude allocation: below 1 (TFMOT's bound).
+  search_max_layer_sparsity: float = setting(
+      DEFAULT_MAX_LAYER_SPARSITY,
+      check=settings_lib.fraction(low_open=True, high_open=True,
+                                  note=" (TFMOT cannot prune a layer to 1.0)"),
+      config="search.max_layer_sparsity")
   # Collaborative optimisation: zeros turn a step off.
   clusters: int = setting(0, check=_clusters, config="collaborative.clusters")
   cluster_epochs: int = setting(1, config="collaborative.cluster_epochs")
@@ -142,7 +154,9 @@ class PruneTrainerSettings(settings_lib.Settings):
     return SearchConfig(levels=tuple(self.search_levels),
                         max_accuracy_drop=self.search_max_accuracy_drop,
                         max_trials=self.search_max_trials, time_budget_s=self.search_time_budget_s,
-                        epochs_per_trial=self.search_epochs_per_trial)
+                        epochs_per_trial=self.search_epochs_per_trial,
+                        accuracy_decision=self.search_accuracy_decision,
+                        max_layer_sparsity=self.search_max_layer_sparsity)
 
   def collaborative_config(self) -> "CollaborativeConfig":
     return CollaborativeConfig(clusters=self.clusters, cluster_epochs=self.cluster_epochs,
@@ -155,13 +169,16 @@ _DEFAULTS = PruneTrainerSettings
 
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
-  """How to search. `max_accuracy_drop` is absolute, on the eval split, vs the dense model."""
+  """How to search. `max_accuracy_drop` is absolute, against the dense model on the same
+  examples of the selection split (PruneTrainer's eval_split), decided as `accuracy_decision`."""
   levels: Tuple[float, ...] = DEFAULT_SEARCH_LEVELS
   max_accuracy_drop: float = _DEFAULTS.search_max_accuracy_drop
   max_trials: int = _DEFAULTS.search_max_trials
   time_budget_s: float = _DEFAULTS.search_time_budget_s   # 0: no limit
   epochs_per_trial: int = _DEFAULTS.search_epochs_per_trial
   bisect: bool = True
+  accuracy_decision: str = _DEFAULTS.search_accuracy_decision
+  max_layer_sparsity: float = _DEFAULTS.search_max_layer_sparsity   # per-layer cap, < 1
 
   def validate(self) -> "SearchConfig":
     """Returns self; raises PruningError naming the PruneTrainer parameter (search_...)."""
@@ -170,7 +187,9 @@ class SearchConfig:
     PruneTrainerSettings(
         search_levels=list(self.levels), search_max_accuracy_drop=self.max_accuracy_drop,
         search_max_trials=self.max_trials, search_time_budget_s=self.time_budget_s,
-        search_epochs_per_trial=self.epochs_per_trial).validate()
+        search_epochs_per_trial=self.epochs_per_trial,
+        search_accuracy_decision=self.accuracy_decision,
+        search_max_layer_sparsity=self.max_layer_sparsity).validate()
     return self
 
 

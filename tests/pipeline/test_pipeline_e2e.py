@@ -102,10 +102,32 @@ def test_accuracy_collapse_is_not_blessed(happy, root):
 def test_new_data_uses_the_pushed_model_as_production_baseline(happy, root):
   new_data = os.path.join(root, "data2")
   digits.export_tfrecord(new_data, repeat=2)
+  serving = os.path.join(root, "serving")
+  before = snapshot(serving)
+  versions_before = sorted(os.listdir(serving), key=int)
   summary = local.run(_config(root, f"data.path={new_data}", "data.embedded="))
-  measured = summary["verdict"]["measured"]
+  verdict = summary["verdict"]
+  measured = verdict["measured"]
   assert measured.get("production_accuracy") is not None
-  assert any(c["name"] == "production_drop" for c in summary["verdict"]["checks"])
+  (production,) = [c for c in verdict["checks"] if c["name"] == "production_drop"]
+  # Paired on the same eval examples as the dense comparison, decided the gate's way.
+  (dense,) = [c for c in verdict["checks"] if c["name"] == "accuracy_drop"]
+  assert production["n"] == dense["n"] > 0
+  assert production["drop"] == pytest.approx(
+      measured["production_accuracy"] - measured["candidate_accuracy"], abs=1e-6)  # TFMA: float32
+  assert production["ci_low"] <= production["drop"] <= production["ci_high"]
+  assert production["passed"] == (production["ci_high"] <= 0.03 + 1e-9)
+  assert summary["blessed"] == all(c["passed"] for c in verdict["checks"])
+  # The destination follows the verdict: a new, highest version, the old ones untouched;
+  # or nothing changed at all.
+  after = snapshot(serving)
+  if summary["blessed"]:
+    assert summary["pushed"]
+    versions = sorted(os.listdir(serving), key=int)
+    assert versions[:-1] == versions_before and int(versions[-1]) > int(versions_before[-1])
+    assert {k: v for k, v in after.items() if not k.startswith(versions[-1] + os.sep)} == before
+  else:
+    assert not summary["pushed"] and after == before
 
 
 def test_report_renders_charts_for_a_finished_run(happy, root):

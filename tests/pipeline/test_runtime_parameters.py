@@ -169,3 +169,16 @@ def test_runtime_parameters_need_a_remote_runner():
   with pytest.raises(config_lib.ConfigError, match=r"'gate.max_acuracy_drop' cannot be a runtime "
                                                    r"parameter; did you mean 'gate.max_accuracy_drop'"):
     config_lib.load(VERTEX, ["runner.project=p", "runner.runtime_parameters=[gate.max_acuracy_drop]"])
+
+
+def test_search_placeholders_default_to_the_value_the_component_gets():
+  """pruning.search.max_accuracy_drop < 0 and accuracy_decision "" mean "the gate's": the
+  pipeline parameter defaults to that resolved value, which PruneTrainer accepts."""
+  config = config_lib.load(VERTEX, ["runner.project=p", f"runner.image={IMAGE}",
+                                    "pruning.search.enabled=true", "gate.max_accuracy_drop=0.02",
+                                    "gate.accuracy_decision=point"])
+  keys = ["pruning.search.max_accuracy_drop", "pruning.search.accuracy_decision",
+          "gate.accuracy_decision"]
+  assert config_lib.runtime_parameter_defaults(config, keys) == {
+      "pruning_search_max_accuracy_drop": 0.02, "pruning_search_accuracy_decision": "point",
+      "gate_accuracy_decision": "point"}

@@ -87,7 +87,7 @@ def _sparsity_blessing(uri, blessed, model):
 
 
 def _run(tmp_path, candidate, dense, examples, production=None, sparsity=None, context=None,
-         **properties):
+         dense_blessing=None, **properties):
   evaluation = standard_artifacts.ModelEvaluation()
   evaluation.uri = str(tmp_path / "evaluation")
   blessing = standard_artifacts.ModelBlessing()
@@ -98,6 +98,8 @@ def _run(tmp_path, candidate, dense, examples, production=None, sparsity=None, c
     inputs[spec.BASELINE_MODEL_KEY] = [production]
   if sparsity is not None:
     inputs[spec.SPARSITY_BLESSING_KEY] = [sparsity]
+  if dense_blessing is not None:
+    inputs[spec.DENSE_BLESSING_KEY] = [dense_blessing]
   executor.Executor(context).Do(inputs, {spec.EVALUATION_KEY: [evaluation],
                                          spec.BLESSING_KEY: [blessing]},
                                 {**DEFAULTS, **properties})
@@ -162,6 +164,18 @@ def test_dynamic_range_candidate_is_blessed(tmp_path, candidate, small_dense_mod
   assert executor.read_overall_metrics(evaluation.uri)[spec.CANDIDATE_MODEL_NAME][
       executor.ACCURACY_METRIC] == pytest.approx(by_model[spec.CANDIDATE_MODEL_NAME])
 
+  # The paired outcomes cover the same 360 examples and give the same accuracies; the
+  # verdict reports the drop with its interval and n.
+  counts = executor.paired_counts(executor.read_paired_outcomes(evaluation.uri),
+                                  spec.DENSE_MODEL_NAME, spec.CANDIDATE_MODEL_NAME)
+  assert counts.n == 360
+  assert counts.baseline_accuracy == pytest.approx(by_model[spec.DENSE_MODEL_NAME])
+  assert counts.candidate_accuracy == pytest.approx(by_model[spec.CANDIDATE_MODEL_NAME])
+  drop_check = _check(verdict, gate.ACCURACY_DROP)
+  assert drop_check["decision"] == gate.CONFIDENT and drop_check["n"] == 360
+  assert drop_check["ci_low"] <= drop_check["drop"] <= drop_check["ci_high"] <= 0.01
+  assert verdict["measured"][gate.DENSE_PAIRED_COUNTS] == counts.to_dict()
+
   # TFMA's dense accuracy is the Keras model's accuracy on the eval split.
   schema = examples_lib.load_schema(digits_schema)
   sample = examples_lib.read_sample(digits_examples, "eval", schema, "label", 1000)
@@ -225,6 +239,7 @@ def test_much_better_production_model_blocks_the_candidate(tmp_path, weak_dense_
   assert _check(verdict, gate.ACCURACY_DROP)["passed"] is True
   production_check = _check(verdict, gate.PRODUCTION_DROP)
   assert production_check["passed"] is False and production_check["measured"] > 0.1
+  assert production_check["n"] == 360 and production_check["ci_low"] > 0.01  # clearly over
   assert [r.split()[0] for r in verdict["reasons"]] == [gate.PRODUCTION_DROP]
   assert blessing.get_float_custom_property(spec.PRODUCTION_ACCURACY_PROPERTY) > 0.85
   production_result = tfma.load_eval_result(evaluation.uri, model_name=spec.PRODUCTION_MODEL_NAME)
@@ -250,6 +265,18 @@ def test_latency_ratio_is_gated_from_the_candidate_property(tmp_path, small_dens
     assert verdict["reasons"] == [
         "metric latency_ratio could not be computed (needed by latency_ratio)"]
     assert not blessing.has_custom_property(spec.LATENCY_RATIO_PROPERTY)
+
+
+def test_dense_model_not_blessed_upstream_blocks_the_candidate(tmp_path, candidate,
+                                                              small_dense_model, digits_examples):
+  upstream = standard_artifacts.ModelBlessing()   # as TFX's Evaluator writes a refusal
+  upstream.uri = str(tmp_path / "dense_blessing")
+  blessing_lib.write_blessing(upstream, False, small_dense_model, {})
+  _, blessing, verdict = _run(tmp_path, candidate, small_dense_model, digits_examples,
+                              dense_blessing=upstream)
+  assert not blessing_lib.is_blessed(blessing)
+  assert verdict["reasons"] == ["dense model NOT blessed by its Evaluator"]
+  assert _check(verdict, gate.ACCURACY_DROP)["passed"] is True
 
 
 def test_failed_evaluation_is_not_blessed_with_the_reason(tmp_path, small_dense_model,
@@ -285,6 +312,7 @@ def test_component_declares_the_gate():
   evaluator = component.CompressionEvaluator(
       **_channels(), baseline_model=types.Channel(type=standard_artifacts.Model),
       sparsity_blessing=types.Channel(type=blessing_lib.SparsityBlessing),
+      dense_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
       min_compression_ratio=4, max_relative_accuracy_drop=0.02)
   evaluator.with_beam_pipeline_args(["--direct_num_workers=2"])
   assert evaluator.exec_properties[spec.MIN_COMPRESSION_RATIO_KEY] == 4.0
@@ -293,8 +321,11 @@ def test_component_declares_the_gate():
   assert evaluator.executor_spec.beam_pipeline_args == ["--direct_num_workers=2"]
   assert evaluator.outputs[spec.BLESSING_KEY].type == standard_artifacts.ModelBlessing
   assert evaluator.outputs[spec.EVALUATION_KEY].type == standard_artifacts.ModelEvaluation
+  assert evaluator.exec_properties[spec.ACCURACY_DECISION_KEY] == gate.CONFIDENT
+  assert evaluator.exec_properties[spec.MIN_ACCURACY_KEY] == 0.0
   assert set(evaluator.inputs) == {spec.MODEL_KEY, spec.DENSE_MODEL_KEY, spec.EXAMPLES_KEY,
-                                   spec.BASELINE_MODEL_KEY, spec.SPARSITY_BLESSING_KEY}
+                                   spec.BASELINE_MODEL_KEY, spec.SPARSITY_BLESSING_KEY,
+                                   spec.DENSE_BLESSING_KEY}
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -304,6 +335,9 @@ def test_component_declares_the_gate():
     ({"label_key": ""}, "label_key must be a non-empty string .*, got ''"),
     ({"eval_split": ""}, "eval_split must be a non-empty string .*, got ''"),
     ({"max_latency_ratio": -1.0}, r"max_latency_ratio must be >= 0 \(0 turns it off\), got -1.0"),
+    ({"accuracy_decision": "mean"},
+     r"accuracy_decision must be one of \['point', 'confident'\], got 'mean'"),
+    ({"min_accuracy": 2.0}, r"min_accuracy must be in \[0, 1\]"),
 ])
 def test_component_rejects_bad_parameters(kwargs, message):
   with pytest.raises(ValueError, match=message):

@@ -7,7 +7,13 @@ import pytest
 from tfx_bonsai.components.compression_evaluator import gate
 from tfx_bonsai.pipeline import config as config_lib
 
-CONFIG = gate.GateConfig(max_accuracy_drop=0.01, min_compression_ratio=10.0)
+CONFIG = gate.GateConfig(max_accuracy_drop=0.01, min_compression_ratio=10.0,
+                         accuracy_decision=gate.POINT)
+
+
+def _point(**fields):
+  """A GateConfig deciding on point drops: these tests give accuracies, not paired counts."""
+  return gate.GateConfig(accuracy_decision=gate.POINT, **fields)
 
 
 def _measured(**overrides):
@@ -52,7 +58,7 @@ def test_candidate_better_than_dense_passes():
 
 @pytest.mark.parametrize("candidate, blessed", [(0.891, True), (0.8909, False)])
 def test_relative_accuracy_drop_boundary(candidate, blessed):
-  config = gate.GateConfig(max_accuracy_drop=0.5, max_relative_accuracy_drop=0.01)
+  config = _point(max_accuracy_drop=0.5, max_relative_accuracy_drop=0.01)
   verdict = gate.decide(
       _measured(**{gate.DENSE_ACCURACY: 0.9, gate.CANDIDATE_ACCURACY: candidate}), config)
   check = _check(verdict, gate.RELATIVE_ACCURACY_DROP)
@@ -61,12 +67,12 @@ def test_relative_accuracy_drop_boundary(candidate, blessed):
 
 
 def test_relative_accuracy_drop_is_off_at_zero():
-  verdict = gate.decide(_measured(), gate.GateConfig(max_relative_accuracy_drop=0.0))
+  verdict = gate.decide(_measured(), _point(max_relative_accuracy_drop=0.0))
   assert gate.RELATIVE_ACCURACY_DROP not in [c.name for c in verdict.checks]
 
 
 def test_relative_accuracy_drop_with_zero_dense_accuracy_fails():
-  config = gate.GateConfig(max_accuracy_drop=1.0, max_relative_accuracy_drop=0.5)
+  config = _point(max_accuracy_drop=1.0, max_relative_accuracy_drop=0.5)
   verdict = gate.decide(
       _measured(**{gate.DENSE_ACCURACY: 0.0, gate.CANDIDATE_ACCURACY: 0.0}), config)
   assert not verdict.blessed
@@ -124,7 +130,7 @@ def test_missing_or_nan_metric_is_not_blessed_with_the_reason(key, value):
 
 
 def test_each_missing_metric_is_named_once_with_the_checks_needing_it():
-  config = gate.GateConfig(max_relative_accuracy_drop=0.05)
+  config = _point(max_relative_accuracy_drop=0.05)
   verdict = gate.decide(_measured(**{gate.CANDIDATE_ACCURACY: None, gate.DENSE_ACCURACY: None,
                                      gate.PRODUCTION_ACCURACY: 0.9}), config)
   assert verdict.reasons == (
@@ -189,12 +195,12 @@ def test_invalid_config_names_the_field(fields, message):
     gate.GateConfig(**fields).validate()
   assert str(error.value) == message
   with pytest.raises(ValueError):
-    gate.decide(_measured(), gate.GateConfig(**fields))
+    gate.decide(_measured(), _point(**fields))
 
 
 @pytest.mark.parametrize("ratio, blessed", [(0.5, True), (0.5001, False)])
 def test_latency_ratio_boundary(ratio, blessed):
-  config = gate.GateConfig(max_latency_ratio=0.5)
+  config = _point(max_latency_ratio=0.5)
   verdict = gate.decide(_measured(**{gate.LATENCY_RATIO: ratio}), config)
   check = _check(verdict, gate.LATENCY_RATIO)
   assert check.passed is blessed and verdict.blessed is blessed
@@ -212,7 +218,7 @@ def test_latency_ratio_is_off_at_zero():
 @pytest.mark.parametrize("value", ["absent", None, float("nan"), 0.0])
 def test_missing_latency_ratio_is_not_blessed_when_checked(value):
   measured = _measured() if value == "absent" else _measured(**{gate.LATENCY_RATIO: value})
-  verdict = gate.decide(measured, gate.GateConfig(max_latency_ratio=0.5))
+  verdict = gate.decide(measured, _point(max_latency_ratio=0.5))
   assert not verdict.blessed
   assert "metric latency_ratio" in verdict.reasons[0]
   assert "could not be computed (needed by latency_ratio)" in verdict.reasons[0]
@@ -221,7 +227,7 @@ def test_missing_latency_ratio_is_not_blessed_when_checked(value):
 @pytest.mark.parametrize("value", [-0.1, math.inf])
 def test_invalid_max_latency_ratio_names_the_field(value):
   with pytest.raises(ValueError) as error:
-    gate.GateConfig(max_latency_ratio=value).validate()
+    _point(max_latency_ratio=value).validate()
   assert str(error.value) == f"max_latency_ratio must be >= 0 (0 turns it off), got {value!r}"
 
 

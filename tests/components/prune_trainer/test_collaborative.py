@@ -120,9 +120,33 @@ def test_pcqat_keeps_zeros_and_clusters_in_the_int8_model(pruned):
   model_bytes = _int8(optimized.model, images)
   report = _validate(optimized.model, model_bytes)
   assert report.passed, report.reasons
-  # Each int8 kernel holds at most the clusters (per output channel scales may split them).
   table = sparsity.tflite_tensor_table(model_bytes)
   assert all(r["sparsity"] >= 0.85 for r in table), table
+  # Only the cluster values (and zero) remain: per output channel (each has its own int8
+  # scale) every kernel holds at most 8 + 1 distinct values. Without clustering it does not.
+  clustered = _int8_kernels(model_bytes)
+  assert len(clustered) >= 3
+  assert max(_values_per_channel(k) for k in clustered) <= 8 + 1
+  unclustered = _int8_kernels(_int8(pruned[0].model, images))
+  assert max(_values_per_channel(k) for k in unclustered) > 8 + 1
+
+
+def _int8_kernels(model_bytes):
+  """The int8 weight tensors of rank >= 2 stored in a TFLite flatbuffer, as arrays."""
+  from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
+  model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+  kernels = []
+  for subgraph in model.subgraphs:
+    for tensor in subgraph.tensors:
+      data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
+      if data is None or tensor.type != 9 or tensor.shape is None or len(tensor.shape) < 2:
+        continue   # 9: INT8
+      kernels.append(np.frombuffer(bytes(bytearray(data)), np.int8).reshape(tensor.shape))
+  return kernels
+
+
+def _values_per_channel(kernel):
+  return max(len(np.unique(channel)) for channel in kernel.reshape(kernel.shape[0], -1))
 
 
 @pytest.mark.parametrize("kwargs,message", [

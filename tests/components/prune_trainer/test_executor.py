@@ -115,6 +115,8 @@ def test_do_with_search_records_every_trial(tmp_path, small_dense_model, digits_
   report = json.load(open(os.path.join(pruned.uri, executor_lib.REPORT_FILE)))
   trials = report["search"]["trials"]
   assert [t["level"] for t in trials] == [0.5, 0.8]
+  assert report["search"]["accuracy_decision"] == "confident"   # the default, as the gate's
+  assert all(t["accepted"] == (t["drop_ci_high"] <= 0.05 + 1e-9) for t in trials)
   accepted = [t for t in trials if t["accepted"]]
   assert accepted and pruned.get_float_custom_property(spec.SPARSITY_PROPERTY) == pytest.approx(
       max(accepted, key=lambda t: t["level"])["sparsity"])

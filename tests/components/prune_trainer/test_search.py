@@ -37,7 +37,7 @@ def test_global_magnitude_allocation_prunes_the_big_layer_hardest(setup):
 def test_search_keeps_the_highest_level_within_budget_and_records_trials(setup):
   model, train, evaluation = setup
   config = search.SearchConfig(levels=(0.5, 0.8, 0.999), max_accuracy_drop=0.03, max_trials=4,
-                               epochs_per_trial=1)
+                               epochs_per_trial=1, accuracy_decision=search.POINT)
   result = search.search(model, train, evaluation, 1437, pruning.PruningConfig(batch_size=32),
                          config)
   assert 1 <= len(result.trials) <= 4

@@ -141,16 +141,13 @@ def test_sparse_dynamic_on_the_pruned_seed_cnn_is_never_returned_unchecked(
   pruned = prune(cnn, images[:TRAIN], labels[:TRAIN])
   config = conversion.ConversionConfig(quantization="dynamic", sparse_weights=True)
   held_out = {"image": images[TRAIN:]}
-  try:
-    model_bytes, result = conversion.convert_and_check(pruned, config, None, held_out)
-  except conversion.ConversionError as e:
-    # What happens here (TF 2.21): XNNPack refuses the sparse dynamic-range CONV_2D.
-    message = str(e)
-    assert "quantization='dynamic', sparse_weights=True" in message
-    assert "XNNPack" in message and "sparse_weights=False" in message
-  else:
-    assert result.passed and result.value >= config.min_agreement
-    assert conversion.run_tflite(model_bytes, held_out).shape == (len(images) - TRAIN, 10)
+  # What happens with the locked stack (TF 2.21): XNNPack refuses the sparse dynamic-range
+  # CONV_2D, and the conversion fails naming the combination instead of returning it.
+  with pytest.raises(conversion.ConversionError) as error:
+    conversion.convert_and_check(pruned, config, None, held_out)
+  message = str(error.value)
+  assert "quantization='dynamic', sparse_weights=True" in message
+  assert "XNNPack" in message and "sparse_weights=False" in message
 
 
 def test_int8_without_representative_inputs_is_refused(classifier):
