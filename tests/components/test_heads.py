@@ -108,3 +108,44 @@ def test_search_scores_regression_by_its_error_metric():
   for trial in found.trials:  # `accuracy` holds the MAE, `accuracy_drop` its increase
     assert trial.accuracy_drop == pytest.approx(trial.accuracy - dense_mae, abs=1e-5)
     assert trial.accepted == (trial.accuracy_drop <= 0.2 + 1e-9)
+
+
+def test_paired_outcomes_take_the_heads_decision():
+  from tfx_bonsai.components.compression_evaluator import extractors  # pylint: disable=g-import-not-at-top
+  assert extractors.is_correct([0.3], 1, heads.BINARY_LOGITS)      # a logit: class 1 above 0
+  assert not extractors.is_correct([0.3], 1, heads.BINARY)         # a probability: above 0.5
+  assert extractors.is_correct([-0.2], 0, heads.BINARY_LOGITS)
+  assert extractors.is_correct([0.3], 0)                           # issue 14's default: binary
+  assert extractors.is_correct([-1.0, 2.0, 0.5], 1, heads.MULTICLASS_LOGITS)
+  with pytest.raises(heads.HeadError, match="paired outcomes need a classifier head"):
+    extractors.is_correct([0.3], 1, heads.REGRESSION)
+
+
+def test_gate_keeps_the_error_checks_for_regression_whatever_the_accuracy_decision():
+  measured = {gate.CANDIDATE_ERROR: 0.52, gate.DENSE_ERROR: 0.50,
+              gate.DENSE_TFLITE_BYTES: 1000, gate.CANDIDATE_GZIP_BYTES: 50}
+  config = gate.GateConfig(metric="mae", max_metric_increase=0.03, min_compression_ratio=10,
+                           accuracy_decision="confident", min_accuracy=0.9)
+  verdict = gate.decide(measured, config)
+  assert verdict.blessed, verdict.summary_line()
+  assert [c.name for c in verdict.checks] == [gate.METRIC_INCREASE, gate.COMPRESSION_RATIO]
+  # A classifier head with the same settings is decided on paired outcomes, which it lacks.
+  accuracy = gate.decide({gate.CANDIDATE_ACCURACY: 0.95, gate.DENSE_ACCURACY: 0.95,
+                          gate.DENSE_TFLITE_BYTES: 1000, gate.CANDIDATE_GZIP_BYTES: 50},
+                         config.replace(metric="accuracy"))
+  assert not accuracy.blessed
+  assert gate.DENSE_PAIRED_COUNTS in accuracy.summary_line()
+
+
+def test_search_scores_a_logit_on_its_side_of_zero():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfx_bonsai.components.prune_trainer import search  # pylint: disable=g-import-not-at-top
+  model = _model(1)
+  last = model.layers[-1]
+  last.set_weights([np.zeros_like(last.get_weights()[0]), np.full((1,), 0.3, np.float32)])
+  data = tf.data.Dataset.from_tensor_slices(
+      (np.ones((8, 4), np.float32), np.ones((8,), np.int64))).batch(4)
+  assert search.correct(model, data, heads.BINARY_LOGITS).all()   # logit 0.3 > 0: class 1
+  assert not search.correct(model, data, heads.BINARY).any()      # probability 0.3 < 0.5
+  with pytest.raises(ValueError, match="regression head has no right or wrong"):
+    search.correct(model, data, heads.REGRESSION)
