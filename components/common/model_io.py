@@ -6,8 +6,9 @@ Layout follows the stock components: the SavedModel under `<uri>/Format-Serving`
 """
 import json
 import os
-from typing import Any, List, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional
 
+import numpy as np
 import tensorflow as tf
 from tfx.utils import path_utils
 
@@ -94,6 +95,78 @@ def load_keras_model(model_uri: str, compile: bool = True):  # pylint: disable=r
   return model
 
 
+def has_keras_metadata(model_uri: str) -> bool:
+  """True when the artifact's SavedModel was written by Keras (`model.save`), not `tf.saved_model.save`."""
+  return tf.io.gfile.exists(os.path.join(serving_dir(model_uri), "keras_metadata.pb"))
+
+
+def import_model_fn(model_fn: str, module_file: Optional[str] = None) -> Callable[[], Any]:
+  """The Trainer module's model-building function.
+
+  `model_fn` is a function name in `module_file` when that is given, else an importable
+  dotted path (`my_pkg.trainer_module.build_keras_model`). Raises ModelError naming it.
+  """
+  from tfx.utils import import_utils  # pylint: disable=g-import-not-at-top
+  try:
+    if module_file:
+      return import_utils.import_func_from_source(module_file, model_fn)
+    module, _, name = model_fn.rpartition(".")
+    if not module:
+      raise ValueError("not a dotted path")
+    return import_utils.import_func_from_module(module, name)
+  except Exception as e:  # pylint: disable=broad-except
+    where = f"in module_file {module_file}" if module_file else "as an importable 'module.function'"
+    raise ModelError(f"model_fn '{model_fn}' cannot be found {where}: "
+                     f"{type(e).__name__}: {e}") from e
+
+
+def rebuild_keras_model(model_uri: str, build: Callable[[], Any], name: str = "model_fn"):
+  """Builds the model with `build()` and restores the trained variables of the artifact's SavedModel.
+
+  For Trainer modules that export with `tf.saved_model.save(model, ...)`: the SavedModel's
+  variables are a checkpoint whose root is the Keras model, so a model of the same
+  architecture (same layers in the same order) reads them back. Raises ModelError when
+  `build` returns no Keras model or one whose variables do not match.
+  """
+  path = serving_dir(model_uri)
+  model = build()
+  if not isinstance(model, keras().Model):
+    raise ModelError(f"{name} returned {type(model).__name__}, not a tf.keras (Keras 2) Model")
+  try:
+    status = tf.train.Checkpoint(root=model).read(os.path.join(path, "variables", "variables"))
+    status.assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    message = " ".join(str(e).split())[:400]
+    raise ModelError(
+        f"{name} builds a model whose variables do not match the SavedModel at {path}: "
+        f"{message}. It must build the architecture the Trainer trained (same layers, in the "
+        "same order, with the same shapes)") from e
+  return model
+
+
+def load_trainer_model(model_uri: str, model_fn: str = "", module_file: Optional[str] = None,
+                       compile: bool = True):  # pylint: disable=redefined-builtin
+  """The Trainer's Keras model: loaded when saved with `model.save`, else rebuilt with `model_fn`.
+
+  Raises ModelError saying what to add when the SavedModel has no Keras metadata and no
+  `model_fn` is given.
+  """
+  path = serving_dir(model_uri)
+  exists = tf.io.gfile.exists(os.path.join(path, "saved_model.pb"))
+  if model_fn and exists and not has_keras_metadata(model_uri):
+    return rebuild_keras_model(model_uri, import_model_fn(model_fn, module_file),
+                               f"model_fn '{model_fn}'")
+  if exists and not has_keras_metadata(model_uri):
+    raise ModelError(
+        f"the SavedModel at {path} was exported with tf.saved_model.save (it has no "
+        "keras_metadata.pb), so no Keras model can be loaded from it. Set model_fn to the "
+        "Trainer module's model-building function (an importable 'module.function', or its "
+        "name in module_file) that returns the same, uncompiled or compiled, Keras model: "
+        "it is rebuilt and the trained variables are restored into it. Or save with "
+        "model.save(fn_args.serving_model_dir, signatures=...) in run_fn")
+  return load_keras_model(model_uri, compile=compile)
+
+
 def is_quantization_aware(model) -> bool:
   """True when `model` carries TFMOT quantization wrappers (quantization-aware training)."""
   return any(type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
@@ -136,6 +209,35 @@ def save_keras_model(model, path: str,
 
     signatures = {"serving_default": serve_tf_examples}
   model.save(path, save_format="tf", signatures=signatures, include_optimizer=False)
+  return path
+
+
+def save_with_serving_of(model, dense_uri: str, path: str) -> str:
+  """Saves `model` at `path` with the signatures of the dense model's SavedModel, run on `model`'s weights.
+
+  For a Trainer model exported with `tf.saved_model.save(model, dir, signatures=...)`: the
+  dense SavedModel is loaded, `model`'s variables are written into it (same architecture:
+  the checkpoint of one is read by the other, every value consumed), and `model` is saved
+  by Keras with those signatures, so whatever served the dense model (raw tf.Examples ->
+  tf.Transform -> model) serves this one. Raises ModelError when the variables do not map.
+  """
+  import tempfile  # pylint: disable=g-import-not-at-top
+  dense = tf.saved_model.load(serving_dir(dense_uri))
+  with tempfile.TemporaryDirectory() as tmp:
+    prefix = tf.train.Checkpoint(root=model).write(os.path.join(tmp, "weights"))
+    try:
+      tf.train.Checkpoint(root=dense).read(prefix).expect_partial()  # no optimizer state
+      targets = list(getattr(dense, "variables", []))
+      if len(targets) != len(model.variables) or not all(
+          np.array_equal(t.numpy(), v.numpy()) for t, v in zip(targets, model.variables)):
+        raise ValueError(f"{len(model.variables)} variables, the SavedModel's model has "
+                         f"{len(targets)}, or their values did not all arrive")
+    except (AssertionError, ValueError) as e:
+      raise ModelError(
+          f"the model's variables do not map onto the dense SavedModel at {serving_dir(dense_uri)} "
+          f"({' '.join(str(e).split())[:300]}); cannot keep its serving signatures") from e
+  model._bonsai_dense_serving = dense  # pylint: disable=protected-access  (tracks the signatures' state)
+  model.save(path, save_format="tf", signatures=dict(dense.signatures), include_optimizer=False)
   return path
 
 

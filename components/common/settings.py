@@ -272,6 +272,34 @@ def parse_m_by_n(value: str) -> Optional[Tuple[int, int]]:
   return (m, n) if 0 < m < n else None
 
 
+# Heads: what a model's output means (heads.py scores them; these names are its and the
+# settings' one definition, here because settings modules import no numpy).
+HEADS = ("auto", "multiclass", "multiclass_logits", "binary", "binary_logits", "regression")
+METRICS = ("accuracy", "mae", "rmse")
+ERROR_METRICS = ("mae", "rmse")
+
+
+def metric_name(value: str) -> Optional[str]:
+  """'' (the head's default) or one of METRICS."""
+  return None if value == "" or value in METRICS else (
+      f"must be one of {list(METRICS)} (or '' for the head's default), got {value!r}")
+
+
+def head_problem(head: str, metric: str = "") -> Optional[Tuple[str, str]]:
+  """(field, message) when `head` or `metric` is not allowed, or they do not go together."""
+  if head not in HEADS:
+    return "head", f"must be one of {list(HEADS)}, got {head!r}"
+  problem = metric_name(metric)
+  if problem:
+    return "metric", problem
+  if metric and head == "regression" and metric not in ERROR_METRICS:
+    return "metric", (f"must be one of {list(ERROR_METRICS)} for head 'regression', "
+                      f"got {metric!r}")
+  if metric in ERROR_METRICS and head not in ("regression", "auto"):
+    return "metric", f"{metric!r} needs head 'regression'; a {head!r} head is scored by 'accuracy'"
+  return None
+
+
 def section_keys(settings_cls: type, section: str) -> List[str]:
   """The YAML keys (`section.path`) of a settings class's runtime-capable fields."""
   paths = settings_cls.config_paths()

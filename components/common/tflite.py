@@ -1,4 +1,5 @@
-"""TFLite helpers the converter and the gate share: the dense float yardstick, gzip size.
+"""TFLite helpers the converter and the gate share: the dense float yardstick, gzip size,
+Keras layers rewritten to TFLite builtins.
 
 The gate measures a candidate against the dense float TFLite of the Trainer's model, the
 converter times its candidate against the same; both count bytes the seed's way (gzip -9).
@@ -24,7 +25,7 @@ DEPRECATED_INTERPRETER_WARNING = r"\s*Warning: tf.lite.Interpreter is deprecated
 
 def dense_float(keras_model) -> bytes:
   """The float32 TFLite flatbuffer of `keras_model`, without any optimisation."""
-  converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+  converter = tf.lite.TFLiteConverter.from_keras_model(builtin_compatible(keras_model))
   with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=DEPRECATED_INTERPRETER_WARNING)
     return converter.convert()
@@ -33,3 +34,53 @@ def dense_float(keras_model) -> bytes:
 def gzip_size(data: bytes) -> int:
   """Bytes of `data` gzipped at level 9: the seed's "zip the tflite file" size."""
   return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def _one_hot_encoding_class():
+  """A Keras layer computing CategoryEncoding's one_hot/multi_hot/count with TFLite builtins.
+
+  Keras' CategoryEncoding uses tf.math.bincount (DenseBincount), which TFLite has no builtin
+  for; ONE_HOT and REDUCE_MAX/SUM are. Values outside [0, num_tokens) give all zeros in both.
+  """
+  from tfx_bonsai.components.common import model_io  # pylint: disable=g-import-not-at-top
+  keras = model_io.keras()
+
+  class OneHotEncoding(keras.layers.Layer):
+    def __init__(self, num_tokens, output_mode="multi_hot", **kwargs):
+      super().__init__(**kwargs)
+      self.num_tokens, self.output_mode = num_tokens, output_mode
+
+    def call(self, inputs):  # pylint: disable=arguments-differ
+      encoded = tf.one_hot(tf.cast(inputs, tf.int32), self.num_tokens, dtype=self.compute_dtype)
+      if self.output_mode == "count":
+        return tf.reduce_sum(encoded, axis=-2)
+      return tf.reduce_max(encoded, axis=-2)
+
+    def get_config(self):
+      return {**super().get_config(), "num_tokens": self.num_tokens,
+              "output_mode": self.output_mode}
+
+  return OneHotEncoding
+
+
+def builtin_compatible(keras_model):
+  """`keras_model`, or a copy sharing its weights whose CategoryEncoding layers use TFLite builtins.
+
+  Only CategoryEncoding layers on rank-2 integer inputs (e.g. Input(shape=(1,))) without
+  count weights are replaced; the agreement check still compares against `keras_model`.
+  """
+  encoders = [l for l in keras_model.layers if type(l).__name__ == "CategoryEncoding"
+              and not l.sparse and l.output_mode in ("one_hot", "multi_hot", "count")
+              and len(l.input_shape) == 2]
+  if not encoders or not getattr(keras_model, "_is_graph_network", False):
+    return keras_model
+  from tfx_bonsai.components.common import model_io  # pylint: disable=g-import-not-at-top
+  layer_class = _one_hot_encoding_class()
+  names = {l.name for l in encoders}
+
+  def clone(layer):
+    if layer.name in names:
+      return layer_class(layer.num_tokens, layer.output_mode, name=layer.name)
+    return layer
+
+  return model_io.keras().models.clone_model(keras_model, clone_function=clone)

@@ -39,6 +39,12 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
                min_compression_ratio: float = _DEFAULTS.min_compression_ratio,
                eval_split: str = _DEFAULTS.eval_split,
                max_latency_ratio: float = _DEFAULTS.max_latency_ratio,
+               transform_graph: Optional[types.BaseChannel] = None,
+               head: str = _DEFAULTS.head,
+               metric: str = _DEFAULTS.metric,
+               max_metric_increase: float = _DEFAULTS.max_metric_increase,
+               model_fn: str = _DEFAULTS.model_fn,
+               module_file: Optional[str] = None,
                accuracy_decision: str = _DEFAULTS.accuracy_decision,
                min_accuracy: float = _DEFAULTS.min_accuracy,
                dense_blessing: Optional[types.BaseChannel] = None):
@@ -59,21 +65,31 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
       max_latency_ratio: the candidate's batch-1, 1-thread latency / the dense float
         TFLite's (TFLiteConverter's `latency_ratio` property) may be at most this, >= 0;
         0 turns the check off.
+      transform_graph: Transform's graph, when the TFLite models take transformed
+        features: the gate applies it to the raw eval examples for them (the dense
+        model's serving signature does its own). `label_key` may be a transformed feature.
+      head: what the output means (HEADS; "auto" reads the dense model).
+      metric: "" (accuracy; MAE for regression), "accuracy", "mae" or "rmse".
+      max_metric_increase: for regression, how much MAE/RMSE may grow over the dense
+        and the production model, >= 0.
+      model_fn, module_file: the Trainer module's model-building function, when the dense
+        model was exported with tf.saved_model.save (see PruneTrainer).
       accuracy_decision: `confident` (default): an accuracy drop passes only when the upper
         end of its paired 95% interval is within `max_accuracy_drop`; `point`: when the
-        point drop is.
+        point drop is (classifier heads).
       min_accuracy: the candidate's accuracy must be at least this, in [0, 1]; 0 is off.
       dense_blessing: the dense model's ModelBlessing from a TFX Evaluator upstream;
         optional. When given, the candidate is blessed only if the dense model was.
     The parameters are the fields of `settings.CompressionEvaluatorSettings` (types,
-    defaults, rules); each but `eval_split` may be a `tfx.dsl.experimental.RuntimeParameter`,
-    checked when the run starts.
+    defaults, rules); each scalar one but `eval_split` may be a
+    `tfx.dsl.experimental.RuntimeParameter`, checked when the run starts.
     """
     chosen = params.component_settings(settings.CompressionEvaluatorSettings, locals())
     outputs = spec.CompressionEvaluatorSpec.OUTPUTS
     super().__init__(spec.CompressionEvaluatorSpec(
         model=model, dense_model=dense_model, examples=examples,
         baseline_model=baseline_model, sparsity_blessing=sparsity_blessing,
+        transform_graph=transform_graph,
         dense_blessing=dense_blessing,
         evaluation=types.Channel(type=outputs[spec.EVALUATION_KEY].type),
         blessing=types.Channel(type=outputs[spec.BLESSING_KEY].type),

@@ -3,9 +3,10 @@ calls `gate.decide` and writes the blessing as TFX's Evaluator does.
 
 All models are evaluated in one TFMA run (one EvalConfig, one ModelEvaluation): the
 candidate and production TFLite models (`tf_lite`) and the dense Keras SavedModel
-(`tf_keras`, fed serialized tf.Examples). TFMA 0.52's default extractors refuse to
-mix tf_lite with other model types, so the prediction step chains TFMA's own
-TFLite and model-signature DoFns, one model at a time (`extractors.py`).
+(`tf_keras`, or `tf_generic` for a tf.saved_model.save export, fed serialized
+tf.Examples). TFMA 0.52's default extractors refuse to mix tf_lite with other model
+types, so the prediction step chains TFMA's own TFLite and model-signature DoFns, one
+model at a time (`extractors.py`).
 
 A failing evaluation does not fail the component: the blessing is written
 NOT_BLESSED with the reason "evaluation failed: ...", so the stock Pusher runs and
@@ -34,6 +35,7 @@ from tfx_bsl.tfxio import tensor_adapter
 
 from tfx_bonsai.components.common import blessing as blessing_lib
 from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.common import progress
 from tfx_bonsai.components.common import stats
@@ -44,6 +46,15 @@ from tfx_bonsai.components.compression_evaluator import settings
 from tfx_bonsai.components.compression_evaluator import spec
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
+# The TFMA metric (class name, config, key in the results) that scores each head.
+_TFMA_METRICS = {
+    heads.MULTICLASS: ("SparseCategoricalAccuracy", "", ACCURACY_METRIC),
+    heads.MULTICLASS_LOGITS: ("SparseCategoricalAccuracy", "", ACCURACY_METRIC),
+    heads.BINARY: ("BinaryAccuracy", '"threshold": 0.5', "binary_accuracy"),
+    heads.BINARY_LOGITS: ("BinaryAccuracy", '"threshold": 0.0', "binary_accuracy"),
+    heads.MAE: ("MeanAbsoluteError", "", "mean_absolute_error"),
+    heads.RMSE: ("RootMeanSquaredError", "", "root_mean_squared_error"),
+}
 EXAMPLE_COUNT_METRIC = "example_count"
 _TELEMETRY_DESCRIPTORS = ["CompressionEvaluator"]
 _PROGRESS = "compression_evaluator"  # the evaluation's progress bar
@@ -57,13 +68,21 @@ def config_from_properties(
   return settings.CompressionEvaluatorSettings.from_exec_properties(exec_properties)
 
 
-def make_eval_config(label_key: str, with_production: bool) -> config_pb2.EvalConfig:
-  """Candidate and production as `tf_lite`, dense as `tf_keras`; accuracy on the overall slice."""
+def tfma_metric(head: str, metric: str = ""):
+  """(class name, config, result key) of the TFMA metric scoring a resolved `head`."""
+  return _TFMA_METRICS[heads.metric_for(head, metric) if head == heads.REGRESSION else head]
+
+
+def make_eval_config(label_key: str, with_production: bool, head: str = heads.MULTICLASS,
+                     metric: str = "",
+                     dense_type: str = tfma_constants.TF_KERAS) -> config_pb2.EvalConfig:
+  """Candidate and production as `tf_lite`, dense as `dense_type` (`tf_keras`, or `tf_generic`
+  for a tf.saved_model.save export) through its serving signature; the head's metric overall."""
   names = [spec.CANDIDATE_MODEL_NAME, spec.DENSE_MODEL_NAME]
   specs = [
       config_pb2.ModelSpec(name=spec.CANDIDATE_MODEL_NAME, model_type=tfma_constants.TF_LITE,
                            label_key=label_key),
-      config_pb2.ModelSpec(name=spec.DENSE_MODEL_NAME, model_type=tfma_constants.TF_KERAS,
+      config_pb2.ModelSpec(name=spec.DENSE_MODEL_NAME, model_type=dense_type,
                            signature_name="serving_default", label_key=label_key),
   ]
   if with_production:
@@ -75,7 +94,8 @@ def make_eval_config(label_key: str, with_production: bool) -> config_pb2.EvalCo
       metrics_specs=[config_pb2.MetricsSpec(
           model_names=names,
           metrics=[config_pb2.MetricConfig(class_name="ExampleCount"),
-                   config_pb2.MetricConfig(class_name="SparseCategoricalAccuracy")])],
+                   config_pb2.MetricConfig(class_name=tfma_metric(head, metric)[0],
+                                           config=tfma_metric(head, metric)[1])])],
       slicing_specs=[config_pb2.SlicingSpec()])
   config.options.include_default_metrics.value = False
   return config
@@ -136,24 +156,38 @@ class Executor(tfx_evaluator_executor.Executor):
     sparsity_blessing = _optional(input_dict, spec.SPARSITY_BLESSING_KEY)
     dense_blessing = _optional(input_dict, spec.DENSE_BLESSING_KEY)
     examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
+    transform_graph = _optional(input_dict, spec.TRANSFORM_GRAPH_KEY)
     evaluation = artifact_utils.get_single_instance(output_dict[spec.EVALUATION_KEY])
     blessing = artifact_utils.get_single_instance(output_dict[spec.BLESSING_KEY])
 
     candidate_bytes = model_io.read_tflite(candidate.uri, spec.MODEL_KEY)
     schema = examples_lib.infer_schema(examples, eval_split)  # names a missing split
-    examples_lib.check_label(schema, label_key)
+    examples_lib.check_label(schema if transform_graph is None else
+                             examples_lib.load_transformed_schema(transform_graph), label_key)
     if production is not None:
       model_io.read_tflite(production.uri, spec.BASELINE_MODEL_KEY)
-    dense_tflite = tflite.dense_float(model_io.load_keras_model(dense.uri, compile=False))
+    dense_keras = model_io.load_trainer_model(dense.uri, config.model_fn,
+                                              config.module_file or None, compile=False)
+    head = heads.resolve(config.head, dense_keras, config.metric)
+    if head != heads.REGRESSION and config.metric not in ("", heads.ACCURACY):
+      raise heads.HeadError(f"metric {config.metric!r} needs head 'regression'; the dense "
+                            f"model's head is {head!r}")
+    # The gate's metric: accuracy, or the regression head's error metric (MAE by default).
+    config = config.replace(metric=heads.metric_for(head, config.metric))
+    result_key = tfma_metric(head, config.metric)[2]
+    keys = ((gate.CANDIDATE_ERROR, gate.DENSE_ERROR, gate.PRODUCTION_ERROR)
+            if head == heads.REGRESSION else
+            (gate.CANDIDATE_ACCURACY, gate.DENSE_ACCURACY, gate.PRODUCTION_ACCURACY))
+    dense_tflite = tflite.dense_float(dense_keras)
     measured: Dict[str, Any] = {
         gate.CANDIDATE_BYTES: len(candidate_bytes),
         gate.CANDIDATE_GZIP_BYTES: tflite.gzip_size(candidate_bytes),
         gate.DENSE_TFLITE_BYTES: len(dense_tflite),
-        gate.CANDIDATE_ACCURACY: None,
-        gate.DENSE_ACCURACY: None,
+        keys[0]: None,
+        keys[1]: None,
     }
     if production is not None:
-      measured[gate.PRODUCTION_ACCURACY] = None
+      measured[keys[2]] = None
     if sparsity_blessing is not None:
       measured[gate.SPARSITY_PASSED] = blessing_lib.is_blessed(sparsity_blessing)
     if dense_blessing is not None:
@@ -165,16 +199,17 @@ class Executor(tfx_evaluator_executor.Executor):
     errors = []
     try:
       metrics = self._evaluate(candidate, dense, production, examples, eval_split, schema,
-                               label_key, evaluation.uri)
+                               label_key, evaluation.uri, head, config.metric,
+                               transform_graph.uri if transform_graph else None)
     except Exception as e:  # pylint: disable=broad-except
       logging.exception("CompressionEvaluator: TFMA evaluation failed")
       errors.append(f"evaluation failed: {type(e).__name__}: {' '.join(str(e).split())[:500]}")
       metrics = {}
-    for name, key in ((spec.CANDIDATE_MODEL_NAME, gate.CANDIDATE_ACCURACY),
-                      (spec.DENSE_MODEL_NAME, gate.DENSE_ACCURACY),
-                      (spec.PRODUCTION_MODEL_NAME, gate.PRODUCTION_ACCURACY)):
+    for name, key in zip((spec.CANDIDATE_MODEL_NAME, spec.DENSE_MODEL_NAME,
+                          spec.PRODUCTION_MODEL_NAME), keys):
       if key in measured:
-        measured[key] = metrics.get(name, {}).get(ACCURACY_METRIC)
+        measured[key] = metrics.get(name, {}).get(result_key)
+    # Paired outcomes (written for classifier heads only): the accuracy decisions' counts.
     outcomes = None if errors else read_paired_outcomes(evaluation.uri)
     if outcomes is not None:
       for name, key in ((spec.DENSE_MODEL_NAME, gate.DENSE_PAIRED_COUNTS),
@@ -189,12 +224,15 @@ class Executor(tfx_evaluator_executor.Executor):
           evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, production.uri)
       blessing.set_int_custom_property(
           evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY, production.id)
-    for key, value in ((spec.CANDIDATE_ACCURACY_PROPERTY, measured[gate.CANDIDATE_ACCURACY]),
-                       (spec.DENSE_ACCURACY_PROPERTY, measured[gate.DENSE_ACCURACY]),
+    for key, value in ((spec.CANDIDATE_ACCURACY_PROPERTY, measured.get(gate.CANDIDATE_ACCURACY)),
+                       (spec.DENSE_ACCURACY_PROPERTY, measured.get(gate.DENSE_ACCURACY)),
                        (spec.PRODUCTION_ACCURACY_PROPERTY,
                         measured.get(gate.PRODUCTION_ACCURACY)),
                        (spec.COMPRESSION_RATIO_PROPERTY, _ratio(verdict)),
-                       (spec.LATENCY_RATIO_PROPERTY, measured.get(gate.LATENCY_RATIO))):
+                       (spec.LATENCY_RATIO_PROPERTY, measured.get(gate.LATENCY_RATIO)),
+                       (spec.CANDIDATE_ERROR_PROPERTY, measured.get(gate.CANDIDATE_ERROR)),
+                       (spec.DENSE_ERROR_PROPERTY, measured.get(gate.DENSE_ERROR)),
+                       (spec.PRODUCTION_ERROR_PROPERTY, measured.get(gate.PRODUCTION_ERROR))):
       if value is not None:
         blessing.set_float_custom_property(key, float(value))
     self._write_report(blessing, verdict, config, candidate, sparsity_blessing)
@@ -232,9 +270,13 @@ class Executor(tfx_evaluator_executor.Executor):
                                report.render(summary, report.charts(summary)))
 
   def _evaluate(self, candidate, dense, production, examples, eval_split, schema, label_key,
-                output_path) -> Dict[str, Dict[str, float]]:
+                output_path, head=heads.MULTICLASS, metric="",
+                transform_uri=None) -> Dict[str, Dict[str, float]]:
     """Runs TFMA over the eval split; returns the overall metrics per model name."""
-    eval_config = make_eval_config(label_key, production is not None)
+    eval_config = make_eval_config(
+        label_key, production is not None, head, metric,
+        tfma_constants.TF_KERAS if model_io.has_keras_metadata(dense.uri)
+        else tfma_constants.TF_GENERIC)
     paths = {spec.CANDIDATE_MODEL_NAME: model_io.serving_dir(candidate.uri),
              spec.DENSE_MODEL_NAME: model_io.serving_dir(dense.uri)}
     if production is not None:
@@ -259,8 +301,9 @@ class Executor(tfx_evaluator_executor.Executor):
            | "ExtractEvaluateAndWriteResults" >> tfma.ExtractEvaluateAndWriteResults(
                eval_shared_model=list(shared_models.values()),
                eval_config=eval_config,
-               extractors=extractors.make_extractors(eval_config, shared_models, adapter_config,
-                                                     output_path),
+               extractors=extractors.make_extractors(
+                   eval_config, shared_models, adapter_config, transform_uri,
+                   output_path=None if head == heads.REGRESSION else output_path, head=head),
                output_path=output_path,
                tensor_adapter_config=adapter_config))
     seconds = time.monotonic() - start

@@ -30,6 +30,8 @@ from tensorflow_model_analysis.utils import model_util
 from tfx.utils import io_utils
 from tfx_bsl.tfxio import tensor_adapter
 
+from tfx_bonsai.components.common import heads
+
 _PER_MODEL_PREDICTIONS = "_compression_evaluator_predictions"
 # Beside TFMA's files in the evaluation: how many examples had each pattern of
 # (model right?) over the models, for the gate's paired comparisons.
@@ -68,6 +70,41 @@ class TFLitePredictionDoFn(tflite_predict_extractor.TFLitePredictionDoFn):
     kwargs.pop("experimental_op_resolver_type", None)
     return tf.lite.Interpreter(num_threads=1, **kwargs)
 
+  def _quantize(self, tensor, scale, zero_point, dtype):
+    # TFMA passes unquantized inputs through as they are: int64 features into int32 inputs.
+    return np.asarray(super()._quantize(tensor, scale, zero_point, dtype)).astype(dtype)
+
+
+class TransformFeaturesDoFn(beam.DoFn):
+  """Adds tf.Transform's transformed features of each batch's raw examples to its features.
+
+  The TFLite models take transformed features (the model part of a Transform pipeline);
+  the dense model's serving signature transforms raw examples itself. Transformed names
+  (e.g. `fare_xf`, and a transformed label) sit beside the raw ones.
+  """
+
+  def __init__(self, transform_uri: str):
+    self._uri = transform_uri
+    self._layer = self._spec = None
+
+  def setup(self):
+    import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+    output = tft.TFTransformOutput(self._uri)
+    self._spec = output.raw_feature_spec()
+    self._layer = output.transform_features_layer()
+
+  def process(self, extracts):
+    serialized = tf.constant(list(extracts[tfma_constants.INPUT_KEY]))
+    transformed = self._layer(tf.io.parse_example(serialized, self._spec))
+    features = dict(extracts[tfma_constants.FEATURES_KEY])
+    for name, value in transformed.items():
+      if isinstance(value, tf.SparseTensor):
+        value = tf.sparse.to_dense(value)
+      features[name] = value.numpy()
+    result = dict(extracts)
+    result[tfma_constants.FEATURES_KEY] = features
+    yield result
+
 
 @beam.ptransform_fn
 def _MixedPredictions(extracts, eval_config: config_pb2.EvalConfig,  # pylint: disable=invalid-name
@@ -95,21 +132,28 @@ def _label_of(extracts, model_name: str):
   return labels[model_name] if isinstance(labels, dict) else labels
 
 
-def is_correct(prediction, label) -> bool:
-  """Top-1 for class scores; one score is a binary probability, right when on the label's side."""
+def is_correct(prediction, label, head: str = heads.MULTICLASS) -> bool:
+  """Is the head's decision the label? Top-1 of several class scores; one score is on the
+  label's side of the head's threshold: 0.5 for a probability (binary), 0 for a logit
+  (binary_logits). Regression heads have no right or wrong (HeadError)."""
+  if head == heads.REGRESSION:
+    raise heads.HeadError("paired outcomes need a classifier head; a 'regression' head is "
+                          "compared by its error metric")
   scores = np.asarray(prediction, dtype=np.float64).reshape(-1)
   labels = np.asarray(label).reshape(-1)
   if labels.size != 1:
     raise ValueError(f"paired outcomes need one label per example, got {labels.size}")
   label = int(labels[0])
   if scores.size == 1:
-    return int(scores[0] > 0.5) == label
+    return int(scores[0] > (0.0 if head == heads.BINARY_LOGITS else 0.5)) == label
   return int(np.argmax(scores)) == label
 
 
-def _outcome(extracts, model_names: Sequence[str]) -> Tuple[bool, ...]:
+def _outcome(extracts, model_names: Sequence[str], head: str = heads.MULTICLASS
+             ) -> Tuple[bool, ...]:
   predictions = extracts[tfma_constants.PREDICTIONS_KEY]
-  return tuple(is_correct(predictions[name], _label_of(extracts, name)) for name in model_names)
+  return tuple(is_correct(predictions[name], _label_of(extracts, name), head)
+               for name in model_names)
 
 
 def _write_outcomes(counts: List[Tuple[Tuple[bool, ...], int]], model_names: Sequence[str],
@@ -121,10 +165,10 @@ def _write_outcomes(counts: List[Tuple[Tuple[bool, ...], int]], model_names: Seq
 
 @beam.ptransform_fn
 def _WritePairedOutcomes(extracts, model_names: Sequence[str],  # pylint: disable=invalid-name
-                         output_path: str):
+                         output_path: str, head: str = heads.MULTICLASS):
   """Passes `extracts` through; on the side, counts each (model right?) pattern to a file."""
   _ = (extracts
-       | "Outcome" >> beam.Map(_outcome, list(model_names))
+       | "Outcome" >> beam.Map(_outcome, list(model_names), head)
        | "CountPatterns" >> beam.combiners.Count.PerElement()
        | "ToList" >> beam.combiners.ToList()
        | "Write" >> beam.Map(_write_outcomes, list(model_names),
@@ -135,21 +179,29 @@ def _WritePairedOutcomes(extracts, model_names: Sequence[str],  # pylint: disabl
 def make_extractors(eval_config: config_pb2.EvalConfig,
                     eval_shared_models: Dict[str, tfma.EvalSharedModel],
                     tensor_adapter_config: tensor_adapter.TensorAdapterConfig,
-                    output_path: Optional[str] = None):
+                    transform_uri: Optional[str] = None, output_path: Optional[str] = None,
+                    head: str = heads.MULTICLASS):
   """TFMA's default extractors for TFLite models, with the mixed-model prediction step.
 
-  With `output_path`, a last step writes the paired outcomes file there.
+  With `transform_uri` (a TransformGraph), transformed features join the raw ones first.
+  With `output_path`, a last step writes the paired outcomes file there, each model right
+  or wrong as `head` decides (a classifier head).
   """
+  transform = [] if not transform_uri else [tfma_extractor.Extractor(
+      stage_name="TransformFeatures",
+      ptransform=beam.ParDo(TransformFeaturesDoFn(transform_uri)))]
   paired = []
   if output_path is not None:
     paired = [tfma_extractor.Extractor(
         stage_name="WritePairedOutcomes",
         ptransform=_WritePairedOutcomes(  # pylint: disable=no-value-for-parameter
-            model_names=[m.name for m in eval_config.model_specs], output_path=output_path))]
+            model_names=[m.name for m in eval_config.model_specs], output_path=output_path,
+            head=head))]
   return [
       features_extractor.FeaturesExtractor(
           eval_config=eval_config,
           tensor_representations=tensor_adapter_config.tensor_representations),
+      *transform,
       labels_extractor.LabelsExtractor(eval_config=eval_config),
       example_weights_extractor.ExampleWeightsExtractor(eval_config=eval_config),
       tfma_extractor.Extractor(

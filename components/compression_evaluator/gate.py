@@ -25,6 +25,12 @@ CANDIDATE_GZIP_BYTES = "candidate_gzip_bytes"
 SPARSITY_PASSED = "sparsity_passed"
 # The candidate's batch-1 latency / the dense float TFLite's (TFLiteConverter's property).
 LATENCY_RATIO = "latency_ratio"
+# Regression heads: the error metric (MAE or RMSE, GateConfig.metric) instead of accuracy.
+CANDIDATE_ERROR = "candidate_error"
+DENSE_ERROR = "dense_error"
+PRODUCTION_ERROR = "production_error"  # present only when a production model exists
+ACCURACY = "accuracy"
+ERROR_METRICS = ("mae", "rmse")
 # Paired outcomes on the same examples (stats.PairedCounts.to_dict()): dense (or production)
 # as the baseline, the candidate as the candidate. Needed by the `confident` decision.
 DENSE_PAIRED_COUNTS = "dense_paired_counts"
@@ -38,6 +44,8 @@ RELATIVE_ACCURACY_DROP = "relative_accuracy_drop"
 PRODUCTION_DROP = "production_drop"
 COMPRESSION_RATIO = "compression_ratio"
 SPARSITY = "sparsity"
+METRIC_INCREASE = "metric_increase"          # candidate error - dense error
+PRODUCTION_INCREASE = "production_increase"  # candidate error - production error
 MIN_ACCURACY = "min_accuracy"
 DENSE_BLESSING = "dense_blessing"
 # LATENCY_RATIO (above) names its check too.
@@ -203,16 +211,11 @@ def _missing_reasons(checks: Sequence[Check]) -> Tuple[str, ...]:
                for metric, names in needed_by.items())
 
 
-def decide(measured: Mapping[str, Any], config: GateConfig,
-           errors: Sequence[str] = ()) -> Verdict:
-  """Runs every enabled check on `measured` and returns the Verdict.
-
-  `errors` are failures found before measuring (e.g. "evaluation failed: ..."); any
-  makes the verdict NOT blessed and is listed first among the reasons.
-  """
-  config.validate()
+def _accuracy_checks(measured: Mapping[str, Any], config: GateConfig) -> list:
+  """Classifier heads: accuracy_drop and production_drop (when a production model exists),
+  decided as `config.accuracy_decision` on paired outcomes; min_accuracy and
+  relative_accuracy_drop when on."""
   checks = []
-
   missing = _all_missing(measured, CANDIDATE_ACCURACY, DENSE_ACCURACY)
   checks.append(_drop_check(ACCURACY_DROP, measured, DENSE_ACCURACY, DENSE_PAIRED_COUNTS, config))
 
@@ -238,6 +241,35 @@ def decide(measured: Mapping[str, Any], config: GateConfig,
   if PRODUCTION_ACCURACY in measured:
     checks.append(_drop_check(PRODUCTION_DROP, measured, PRODUCTION_ACCURACY,
                               PRODUCTION_PAIRED_COUNTS, config))
+  return checks
+
+
+def _error_checks(measured: Mapping[str, Any], config: GateConfig) -> list:
+  """metric_increase, and production_increase when a production model exists (regression heads)."""
+  checks = []
+  baselines = [(METRIC_INCREASE, DENSE_ERROR)]
+  if PRODUCTION_ERROR in measured:
+    baselines.append((PRODUCTION_INCREASE, PRODUCTION_ERROR))
+  for name, baseline in baselines:
+    missing = _all_missing(measured, CANDIDATE_ERROR, baseline)
+    if missing:
+      checks.append(_missing(name, config.max_metric_increase, missing))
+    else:
+      increase = _value(measured, CANDIDATE_ERROR) - _value(measured, baseline)
+      checks.append(_compare(name, increase, config.max_metric_increase, "<=", 4))
+  return checks
+
+
+def decide(measured: Mapping[str, Any], config: GateConfig,
+           errors: Sequence[str] = ()) -> Verdict:
+  """Runs every enabled check on `measured` and returns the Verdict.
+
+  `errors` are failures found before measuring (e.g. "evaluation failed: ..."); any
+  makes the verdict NOT blessed and is listed first among the reasons.
+  """
+  config.validate()
+  checks = (_error_checks(measured, config) if config.metric in ERROR_METRICS
+            else _accuracy_checks(measured, config))
 
   missing_size = _all_missing(measured, DENSE_TFLITE_BYTES, CANDIDATE_GZIP_BYTES)
   if not missing_size and _value(measured, CANDIDATE_GZIP_BYTES) <= 0:

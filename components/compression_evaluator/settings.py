@@ -21,10 +21,20 @@ class CompressionEvaluatorSettings(settings_lib.Settings):
   min_compression_ratio: dense float TFLite bytes / candidate gzipped bytes, > 1.
   max_latency_ratio: candidate latency / dense float TFLite latency (batch 1, 1 thread)
     the candidate may have, >= 0; 0 turns the check off.
+  label_key: the label feature (integer class ids, or the regression target; a transformed
+    feature with a transform_graph); eval_split: the split evaluated.
   accuracy_decision: `confident` (the upper end of the paired 95% interval on each accuracy
-    drop must be within the budget) or `point` (the point drop must be).
-  min_accuracy: the candidate's accuracy must be at least this, in [0, 1]; 0 turns it off.
-  label_key: the label feature (integer class ids); eval_split: the split evaluated.
+    drop must be within the budget) or `point` (the point drop must be); classifier heads.
+  min_accuracy: the candidate's accuracy must be at least this, in [0, 1]; 0 turns it off
+    (classifier heads).
+  head: what the output means (HEADS; "auto" reads the dense model).
+  metric: "" (accuracy; MAE for regression), "accuracy", "mae" or "rmse". With "mae" or
+    "rmse" (a regression head) the accuracy checks are replaced by `metric_increase` and
+    `production_increase`.
+  max_metric_increase: how much the error metric may grow over the dense (and the
+    production) model, in the metric's units, >= 0.
+  model_fn, module_file: the Trainer module's model-building function, when the dense
+    model was exported with tf.saved_model.save (see PruneTrainer).
   """
   label_key: str = setting("label", check=settings_lib.non_empty("label"),
                            config=settings_lib.NOT_IN_CONFIG)
@@ -39,3 +49,13 @@ class CompressionEvaluatorSettings(settings_lib.Settings):
   accuracy_decision: str = setting(settings_lib.CONFIDENT,
                                    check=settings_lib.one_of(settings_lib.ACCURACY_DECISIONS))
   min_accuracy: float = setting(0.0, check=settings_lib.fraction(note=" (0 turns it off)"))
+  head: str = setting("auto", check=settings_lib.one_of(settings_lib.HEADS))
+  metric: str = setting("", check=settings_lib.metric_name)
+  max_metric_increase: float = setting(0.0, check=settings_lib.at_least(0))
+  model_fn: str = setting("", config=settings_lib.NOT_IN_CONFIG)
+  module_file: str = setting("", config=settings_lib.NOT_IN_CONFIG)
+
+  def check_together(self, known) -> None:
+    problem = known("head", "metric") and settings_lib.head_problem(self.head, self.metric)
+    if problem:
+      raise self.error(*problem)

@@ -15,6 +15,7 @@ BASELINE_MODEL_KEY = standard_component_specs.BASELINE_MODEL_KEY
 SPARSITY_BLESSING_KEY = "sparsity_blessing"
 DENSE_BLESSING_KEY = "dense_blessing"
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
+TRANSFORM_GRAPH_KEY = standard_component_specs.TRANSFORM_GRAPH_KEY
 # Outputs
 EVALUATION_KEY = standard_component_specs.EVALUATION_KEY
 BLESSING_KEY = standard_component_specs.BLESSING_KEY
@@ -25,6 +26,11 @@ MAX_ACCURACY_DROP_KEY = "max_accuracy_drop"
 MAX_RELATIVE_ACCURACY_DROP_KEY = "max_relative_accuracy_drop"
 MIN_COMPRESSION_RATIO_KEY = "min_compression_ratio"
 MAX_LATENCY_RATIO_KEY = "max_latency_ratio"
+HEAD_KEY = "head"
+METRIC_KEY = "metric"
+MAX_METRIC_INCREASE_KEY = "max_metric_increase"
+MODEL_FN_KEY = "model_fn"
+MODULE_FILE_KEY = standard_component_specs.MODULE_FILE_KEY
 ACCURACY_DECISION_KEY = "accuracy_decision"
 MIN_ACCURACY_KEY = "min_accuracy"
 # Blessing custom properties (floats)
@@ -33,6 +39,10 @@ DENSE_ACCURACY_PROPERTY = "dense_accuracy"
 PRODUCTION_ACCURACY_PROPERTY = "production_accuracy"
 COMPRESSION_RATIO_PROPERTY = "compression_ratio"
 LATENCY_RATIO_PROPERTY = "latency_ratio"
+# Regression heads: the error metric (MAE or RMSE) of each model
+CANDIDATE_ERROR_PROPERTY = "candidate_error"
+DENSE_ERROR_PROPERTY = "dense_error"
+PRODUCTION_ERROR_PROPERTY = "production_error"
 # Model names inside the TFMA evaluation (tfma.load_eval_result(uri, model_name=...))
 CANDIDATE_MODEL_NAME = "candidate"
 DENSE_MODEL_NAME = "dense"
@@ -52,6 +62,8 @@ class CompressionEvaluatorSpec(component_spec.ComponentSpec):
       DENSE_BLESSING_KEY: component_spec.ChannelParameter(
           type=standard_artifacts.ModelBlessing, optional=True),
       EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
+      TRANSFORM_GRAPH_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.TransformGraph, optional=True),
   }
   OUTPUTS = {
       EVALUATION_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelEvaluation),

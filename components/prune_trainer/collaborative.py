@@ -115,7 +115,7 @@ def _fit(model, train_ds, epochs, steps_per_epoch, eval_ds, eval_steps, stage):
 def cluster(model, layer_names: Sequence[str], clusters: int):
   """`model` with the named layers wrapped for sparsity-preserving clustering."""
   clustering = tfmot.clustering.keras
-  selected = {n for n in layer_names if pruning.prunable_weights(model.get_layer(n))}
+  selected = {n for n in layer_names if pruning.prunable_weights(pruning.find_layer(model, n))}
 
   def wrap(layer):
     if layer.name in selected:

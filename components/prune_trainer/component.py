@@ -60,6 +60,9 @@ class PruneTrainer(base_component.BaseComponent):
                cluster_epochs: int = _DEFAULTS.cluster_epochs,
                qat_epochs: int = _DEFAULTS.qat_epochs,
                collaborative_learning_rate: float = _DEFAULTS.collaborative_learning_rate,
+               model_fn: str = _DEFAULTS.model_fn,
+               head: str = _DEFAULTS.head,
+               metric: str = _DEFAULTS.metric,
                train_split: str = _DEFAULTS.train_split,
                eval_split: str = _DEFAULTS.eval_split):
     """Every parameter is a field of `settings.PruneTrainerSettings` (types, defaults, rules);

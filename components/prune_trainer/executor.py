@@ -14,6 +14,7 @@ from tfx.utils import import_utils
 from tfx.utils import io_utils
 
 from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.prune_trainer import collaborative
 from tfx_bonsai.components.prune_trainer import pruning
@@ -64,7 +65,12 @@ class Executor(base_executor.BaseExecutor):
     label_key, train_split, eval_split = config.label_key, config.train_split, config.eval_split
 
     # Everything that can be checked cheaply is checked before any training.
-    model = model_io.load_keras_model(model_artifact.uri)
+    model = model_io.load_trainer_model(model_artifact.uri, config.model_fn,
+                                        config.module_file or None)
+    head = heads.resolve(config.head, model, config.metric)
+    metric = heads.metric_for(head, config.metric)
+    loss = heads.keras_loss(head, model)
+    logging.info("PruneTrainer: head %s, scored by %s", head, metric)
     pruning.check_model(model)
     if config.pruning_policy != "xnnpack":
       pruning.select_layers(model, config)
@@ -75,7 +81,7 @@ class Executor(base_executor.BaseExecutor):
       features = examples_lib.feature_spec(schema)
       model_io.model_inputs(model, features)  # names a model input the examples lack
       serving_spec = {k: v for k, v in features.items() if k != label_key}
-    if serving_spec is not None:
+    if serving_spec is not None and head == heads.MULTICLASS:
       check_labels_fit(model, examples, train_split, schema, label_key)
     num_train = examples_lib.count_examples(examples, train_split)
     num_eval = examples_lib.count_examples(examples, eval_split)
@@ -87,25 +93,31 @@ class Executor(base_executor.BaseExecutor):
     strategy = pruning.make_strategy(config.distribution)
     if search_config is not None:
       found = search.search(model, train_ds, eval_ds, num_train, config, search_config,
-                            log_dir=model_run.uri, strategy=strategy)
+                            loss=loss, log_dir=model_run.uri, head=head, metric=metric,
+                            metrics=heads.keras_metrics(head, metric), strategy=strategy)
       result, search_report = found.result, found.report()
     else:
-      result = pruning.prune(model, train_ds, eval_ds, num_train, config, log_dir=model_run.uri,
+      result = pruning.prune(model, train_ds, eval_ds, num_train, config, loss=loss,
+                             metrics=heads.keras_metrics(head, metric), log_dir=model_run.uri,
                              strategy=strategy)
 
-    accuracy = (result.history.get("val_accuracy") or [None])[-1]
+    accuracy = (result.history.get(f"val_{metric}") or [None])[-1]
     final_model, final_sparsity, stages = result.model, result.sparsity, None
     if collab_config.enabled:
-      loss = result.model.loss
       optimized = collaborative.optimize(
           result.model, result.pruned_layers, train_ds, eval_ds, result.schedule.steps_per_epoch,
-          collab_config, loss, pruning.default_metrics(loss))
+          collab_config, loss, heads.keras_metrics(head, metric))
       final_model, stages = optimized.model, [s.as_dict() for s in optimized.stages]
       final_sparsity = optimized.stages[-1].sparsity
       if optimized.stages[-1].accuracy is not None:
         accuracy = optimized.stages[-1].accuracy
 
-    model_io.save_keras_model(final_model, model_io.serving_dir(output.uri), serving_spec)
+    if (model_io.has_keras_metadata(model_artifact.uri)
+        and not input_dict.get(spec.TRANSFORM_GRAPH_KEY)):
+      model_io.save_keras_model(final_model, model_io.serving_dir(output.uri), serving_spec)
+    else:  # tf.saved_model.save export: keep its signatures (e.g. raw tf.Example -> Transform)
+      model_io.save_with_serving_of(final_model, model_artifact.uri,
+                                    model_io.serving_dir(output.uri))
     report = {
         "target_sparsity": config.target_sparsity,
         "sparsity": final_sparsity,
@@ -120,6 +132,8 @@ class Executor(base_executor.BaseExecutor):
         "history": result.history,
         "layer_sparsity": result.layer_sparsity,
         "search": search_report,
+        "head": head,
+        "metric": metric,
         "train_examples": num_train,
         "eval_examples": num_eval,
     }
@@ -128,11 +142,15 @@ class Executor(base_executor.BaseExecutor):
     output.set_float_custom_property(spec.SPARSITY_PROPERTY, final_sparsity)
     output.set_int_custom_property(spec.QUANTIZATION_AWARE_PROPERTY,
                                    int(model_io.is_quantization_aware(final_model)))
+    output.set_string_custom_property(spec.HEAD_PROPERTY, head)
+    output.set_string_custom_property(spec.METRIC_PROPERTY, metric)
     if accuracy is not None:
-      output.set_float_custom_property(spec.ACCURACY_PROPERTY, accuracy)
-    logging.info("PruneTrainer: sparsity %.4f (target %.4f) over %d layers, eval accuracy %s%s; "
+      output.set_float_custom_property(spec.EVAL_METRIC_PROPERTY, accuracy)
+      if metric == heads.ACCURACY:
+        output.set_float_custom_property(spec.ACCURACY_PROPERTY, accuracy)
+    logging.info("PruneTrainer: sparsity %.4f (target %.4f) over %d layers, eval %s %s%s; "
                  "model at %s", final_sparsity, config.target_sparsity,
-                 len(result.pruned_layers),
+                 len(result.pruned_layers), metric,
                  "n/a" if accuracy is None else f"{accuracy:.4f}",
                  f", after {' + '.join(s['stage'] for s in stages)}" if stages else "", output.uri)
 
@@ -148,8 +166,13 @@ class Executor(base_executor.BaseExecutor):
   def _datasets(self, module_file, examples, schema, model, label_key, train_split,
                 eval_split, batch_size):
     """(train, eval) datasets of (model inputs, label): the user's input_fn, or tfx_bsl's."""
+    input_fn = None
     if module_file:
-      input_fn = import_utils.import_func_from_source(module_file, "input_fn")
+      try:
+        input_fn = import_utils.import_func_from_source(module_file, "input_fn")
+      except AttributeError:  # a module_file only for model_fn
+        logging.info("PruneTrainer: %s has no input_fn; reading examples with tfx_bsl", module_file)
+    if input_fn is not None:
       accessor = fn_args_utils.DataAccessor(
           tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
           record_batch_factory=tfxio_utils.get_record_batch_factory_from_artifact([examples], []),

@@ -94,16 +94,40 @@ def check_model(model) -> None:
         "layer, which needs a Sequential or Functional model (keras.Model(inputs, outputs))")
 
 
-def select_layers(model, config: PruningConfig) -> List[str]:
-  """Names of the layers to prune: those with weights, matching include and not exclude.
+def _is_model(layer) -> bool:
+  return isinstance(layer, tf.keras.Model)
 
-  Raises PruningError naming a selected layer TFMOT cannot prune, or when none is left.
+
+def leaf_layers(model) -> list:
+  """The layers of `model`, with nested models (e.g. a Keras applications base) expanded.
+
+  TFMOT wraps only leaf layers; a model used as a layer is pruned layer by layer inside it.
+  """
+  leaves = []
+  for layer in model.layers:
+    leaves.extend(leaf_layers(layer) if _is_model(layer) else [layer])
+  return leaves
+
+
+def find_layer(model, name: str):
+  """The leaf layer called `name`, at any depth of nested models (ValueError when absent)."""
+  for layer in leaf_layers(model):
+    if layer.name == name:
+      return layer
+  raise ValueError(f"no layer named {name!r} in model '{model.name}'")
+
+
+def select_layers(model, config: PruningConfig) -> List[str]:
+  """Names of the leaf layers to prune: those with weights, matching include and not exclude.
+
+  Layers inside nested models count as leaves. Raises PruningError naming a selected
+  layer TFMOT cannot prune, or when none is left.
   """
   include = [re.compile(p) for p in config.include_layers]
   exclude = [re.compile(p) for p in config.exclude_layers]
   selected = []
-  for layer in model.layers:
-    if not layer.weights:
+  for layer in leaf_layers(model):
+    if not layer.trainable_weights:  # nothing to prune (e.g. Normalization's statistics)
       continue
     if include and not any(p.fullmatch(layer.name) for p in include):
       continue
@@ -116,7 +140,7 @@ def select_layers(model, config: PruningConfig) -> List[str]:
           f"(exclude_layers: ['{layer.name}']) or make it a tfmot.sparsity.keras.PrunableLayer "
           "that returns its prunable weights")
     selected.append(layer.name)
-  prunable = [n for n in selected if prunable_weights(model.get_layer(n))]
+  prunable = [n for n in selected if prunable_weights(find_layer(model, n))]
   if not prunable:
     raise PruningError(
         f"no prunable layer selected in model '{model.name}' (layers: "
@@ -158,6 +182,8 @@ def wrap(model, config: PruningConfig, schedule: Schedule,
     selected = set(layer_targets)
 
   def clone(layer):
+    if _is_model(layer):  # a nested model: its own leaf layers are wrapped
+      return keras.models.clone_model(layer, clone_function=clone)
     if layer.name in selected:
       if layer_targets is not None:
         initial, final = layer_targets[layer.name]
@@ -179,7 +205,7 @@ def allocate(model, layer_names: Sequence[str], target: float,
   """
   magnitudes = {}
   for name in layer_names:
-    weights = prunable_weights(model.get_layer(name))
+    weights = prunable_weights(find_layer(model, name))
     if weights:
       magnitudes[name] = np.concatenate([np.abs(w.numpy()).ravel() for w in weights])
   if not magnitudes:
@@ -205,7 +231,7 @@ def current_sparsity(pruned_model) -> float:
 def kernel_sparsity(model, layer_names: Optional[Sequence[str]] = None) -> float:
   """Fraction of zeros over the prunable weights of `layer_names` (default: all prunable layers)."""
   zeros = total = 0
-  for layer in model.layers:
+  for layer in leaf_layers(model):
     if layer_names is not None and layer.name not in layer_names:
       continue
     if not (prune_registry.PruneRegistry.supports(layer)
@@ -279,7 +305,7 @@ def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
   config.validate()
   schedule = plan_schedule(config, num_train_examples)
   pruned_layers = (select_layers(model, config) if config.pruning_policy != "xnnpack"
-                   else [l.name for l in model.layers if l.weights])
+                   else [l.name for l in leaf_layers(model) if l.weights])
   loss = loss or getattr(model, "loss", None) or "sparse_categorical_crossentropy"
   if metrics is None:
     metrics = default_metrics(loss)

@@ -6,7 +6,9 @@ magnitude ranking (each layer capped at `max_layer_sparsity`). A trial is accept
 its drop against the dense model, on the same selection examples, holds: with
 `accuracy_decision="confident"` the upper end of the paired 95% interval
 (`components/common/stats.py`) must be within the budget, as the gate decides; with
-`point` the point drop must. When the first level is already over budget the search
+`point` the point drop must. A regression head (issue 13's heads) is scored by its error
+metric instead, and a trial is accepted when the metric grows by at most the budget. When
+the first level is already over budget the search
 brackets downwards (halving the level) until one holds; after the first level over budget
 it bisects between the last accepted level and the first rejected one while trials remain.
 Every trial is recorded.
@@ -21,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_bonsai.components.common import progress
+from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import settings as settings_lib
 from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.prune_trainer import pruning
@@ -69,20 +72,35 @@ class SearchResult:
             "trials": [dataclasses.asdict(t) for t in self.trials]}
 
 
-def correct(model, eval_ds: tf.data.Dataset) -> np.ndarray:
-  """Per example, in the dataset's order: is the top-1 class the label? (a finite dataset)"""
+def accuracy(model, eval_ds: tf.data.Dataset, head: str = heads.MULTICLASS,
+             metric: str = "") -> float:
+  """The head's metric over a finite dataset of (inputs, labels): top-1 accuracy by default.
+
+  Binary heads: accuracy of the 0/1 decision; regression: MAE or RMSE (`metric`).
+  """
+  outputs, labels = [], []
+  for inputs, label in eval_ds:
+    outputs.append(np.asarray(model(inputs, training=False)))
+    labels.append(np.reshape(label.numpy(), len(outputs[-1])))
+  if not labels:
+    raise pruning.PruningError("the eval split is empty: the search needs examples to measure accuracy")
+  return heads.score(head, metric, np.concatenate(outputs), np.concatenate(labels))
+def correct(model, eval_ds: tf.data.Dataset, head: str = heads.MULTICLASS) -> np.ndarray:
+  """Per example, in the dataset's order: is the head's decision the label? (a finite dataset)
+
+  The top-1 class; one unit: its side of 0.5 (binary) or of 0 (binary_logits). Classifier
+  heads only: a regression head is scored by `accuracy` (its error metric).
+  """
+  if head == heads.REGRESSION:
+    raise pruning.PruningError("a regression head has no right or wrong per example; it is "
+                               "scored by its error metric")
   right = []
   for inputs, labels in eval_ds:
-    predicted = np.argmax(model(inputs, training=False).numpy(), axis=-1)
+    predicted = heads.decisions(head, np.asarray(model(inputs, training=False)))
     right.append(predicted == np.reshape(labels.numpy(), predicted.shape))
   if not right or not sum(len(r) for r in right):
     raise pruning.PruningError("the eval split is empty: the search needs examples to measure accuracy")
   return np.concatenate(right)
-
-
-def accuracy(model, eval_ds: tf.data.Dataset) -> float:
-  """Top-1 accuracy over a finite dataset of (inputs, integer labels)."""
-  return float(np.mean(correct(model, eval_ds)))
 
 
 def paired_counts(dense_correct: np.ndarray, candidate_correct: np.ndarray) -> stats.PairedCounts:
@@ -128,18 +146,36 @@ def _copy(model):
 
 def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train_examples: int,
            config: pruning.PruningConfig, search_config: SearchConfig, loss: Any = None,
-           log_dir: Optional[str] = None, strategy=None) -> SearchResult:
-  """Runs the search; the best model is the highest accepted level (else the least sparse trial)."""
+           log_dir: Optional[str] = None, head: str = heads.MULTICLASS, metric: str = "",
+           metrics: Optional[Sequence[Any]] = None, strategy=None) -> SearchResult:
+  """Runs the search; the best model is the highest accepted level (else the least sparse trial).
+
+  For a classifier head trials are accepted by the paired comparison with the dense model
+  (`search_config.accuracy_decision`). For a regression head the trials' `accuracy` is the
+  error metric (`metric`, MAE or RMSE) and `accuracy_drop` its increase over the dense
+  model, accepted when within the same budget (a point decision).
+  """
   search_config.validate()
   config.validate()
   layers = [n for n in pruning.select_layers(model, config)
-            if pruning.prunable_weights(model.get_layer(n))]
+            if pruning.prunable_weights(pruning.find_layer(model, n))]
   loss = loss or getattr(model, "loss", None) or "sparse_categorical_crossentropy"
-  dense_correct = correct(model, eval_ds)
-  dense_accuracy = float(np.mean(dense_correct))
-  log.info("search: dense accuracy %.4f on %d examples, budget %.4f (%s), levels %s, at most "
-           "%d trials", dense_accuracy, dense_correct.size, search_config.max_accuracy_drop,
-           search_config.accuracy_decision, list(search_config.levels), search_config.max_trials)
+  # Classifier heads: paired right/wrong per example, decided as accuracy_decision (issue 14).
+  # Regression: the error metric, its increase over the dense model against the same budget.
+  regression = head == heads.REGRESSION
+  decision = POINT if regression else search_config.accuracy_decision
+  if regression:
+    dense_correct = None
+    dense_accuracy = accuracy(model, eval_ds, head, metric)
+    log.info("search: dense %s %.4f, budget %.4f (increase), levels %s, at most %d trials",
+             heads.metric_for(head, metric), dense_accuracy, search_config.max_accuracy_drop,
+             list(search_config.levels), search_config.max_trials)
+  else:
+    dense_correct = correct(model, eval_ds, head)
+    dense_accuracy = float(np.mean(dense_correct))
+    log.info("search: dense accuracy %.4f on %d examples, budget %.4f (%s), levels %s, at most "
+             "%d trials", dense_accuracy, dense_correct.size, search_config.max_accuracy_drop,
+             decision, list(search_config.levels), search_config.max_trials)
   start = time.time()
   trial_config = dataclasses.replace(config, epochs=search_config.epochs_per_trial,
                                      allocation="uniform")
@@ -166,22 +202,32 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
     finals = pruning.allocate(base, layers, level, search_config.max_layer_sparsity)
     targets = {n: (current[n], max(current[n], finals[n])) for n in layers}
     result = pruning.prune(_copy(base), train_ds, None, num_train_examples, trial_config,
-                           loss=loss, log_dir=log_dir, layer_targets=targets, strategy=strategy)
-    comparison = stats.compare(paired_counts(dense_correct, correct(result.model, eval_ds)),
-                               search_config.max_accuracy_drop)
-    if search_config.accuracy_decision == CONFIDENT:
-      accepted = comparison.position == stats.WITHIN
+                           loss=loss, metrics=metrics, log_dir=log_dir, layer_targets=targets,
+                           strategy=strategy)
+    if regression:  # `accuracy` holds the error metric, `accuracy_drop` its increase
+      acc = accuracy(result.model, eval_ds, head, metric)
+      drop = acc - dense_accuracy
+      accepted = drop <= search_config.max_accuracy_drop + 1e-9
+      trial = Trial(level, result.sparsity, acc, drop, weights_gzip_bytes(result.model),
+                    time.time() - began, accepted, result.layer_sparsity)
+      described = f"{heads.metric_for(head, metric)} increase {drop:+.4f}"
     else:
-      accepted = comparison.drop <= search_config.max_accuracy_drop + 1e-9
-    acc = comparison.counts.candidate_accuracy
-    trial = Trial(level, result.sparsity, acc, comparison.drop, weights_gzip_bytes(result.model),
-                  time.time() - began, accepted, result.layer_sparsity,
-                  comparison.low, comparison.high, comparison.counts.n)
+      comparison = stats.compare(paired_counts(dense_correct, correct(result.model, eval_ds, head)),
+                                 search_config.max_accuracy_drop)
+      if decision == CONFIDENT:
+        accepted = comparison.position == stats.WITHIN
+      else:
+        accepted = comparison.drop <= search_config.max_accuracy_drop + 1e-9
+      acc, drop = comparison.counts.candidate_accuracy, comparison.drop
+      trial = Trial(level, result.sparsity, acc, drop, weights_gzip_bytes(result.model),
+                    time.time() - began, accepted, result.layer_sparsity,
+                    comparison.low, comparison.high, comparison.counts.n)
+      described = comparison.describe()
     trials.append(trial)
-    trials_bar.set_postfix(level=level, drop=f"{comparison.drop:+.3f}", refresh=False)
+    trials_bar.set_postfix(level=level, drop=f"{drop:+.3f}", refresh=False)
     trials_bar.update(1)
-    log.info("search trial %d: level %.4f -> sparsity %.4f, accuracy %.4f (%s) %s",
-             len(trials), level, result.sparsity, acc, comparison.describe(),
+    log.info("search trial %d: level %.4f -> sparsity %.4f, %s %.4f (%s) %s",
+             len(trials), level, result.sparsity, heads.metric_for(head, metric), acc, described,
              "accepted" if accepted else "over budget")
     if fallback is None or level < fallback[1].level:
       fallback = (result, trial)
@@ -201,5 +247,5 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
            chosen[1].sparsity, chosen[1].accuracy, chosen[1].accuracy_drop, len(trials),
            time.time() - start, stopped)
   return SearchResult(chosen[0].model, chosen[0], dense_accuracy, trials, best is not None,
-                      search_config.max_accuracy_drop, search_config.accuracy_decision, stopped,
+                      search_config.max_accuracy_drop, decision, stopped,
                       weights_gzip_bytes(model))

@@ -76,7 +76,14 @@ class PruneTrainerSettings(settings_lib.Settings):
   pruning_policy: str = setting("", check=settings_lib.one_of(POLICIES))  # "xnnpack"
   # The fine-tune's tf.distribute strategy: "mirrored" = every local GPU, else every CPU device.
   distribution: str = setting("", check=settings_lib.one_of(DISTRIBUTIONS))
-  module_file: str = setting("", config=settings_lib.NOT_IN_CONFIG)  # with input_fn
+  module_file: str = setting("", config=settings_lib.NOT_IN_CONFIG)  # with input_fn / model_fn
+  # The Trainer module's model-building function ('module.function', or a name in module_file):
+  # rebuilds a tf.saved_model.save export as a Keras model.
+  model_fn: str = setting("", config=settings_lib.NOT_IN_CONFIG)
+  # What the output means (settings_lib.HEADS; "auto" reads the model) and how it is scored:
+  # "" (accuracy; MAE for regression), "accuracy", "mae" or "rmse".
+  head: str = setting("auto", check=settings_lib.one_of(settings_lib.HEADS))
+  metric: str = setting("", check=settings_lib.metric_name)
   allocation: str = setting("uniform", check=settings_lib.one_of(ALLOCATIONS))
   # The search: empty levels turn it off.
   search_levels: List[float] = setting(default_factory=list, check=_levels,
@@ -129,6 +136,9 @@ class PruneTrainerSettings(settings_lib.Settings):
                        "it cannot be combined with sparsity_m_by_n, include_layers or exclude_layers")
     if known("clusters", "cluster_epochs") and self.clusters and self.cluster_epochs < 1:
       raise self.error("cluster_epochs", f"must be >= 1, got {self.cluster_epochs}")
+    problem = known("head", "metric") and settings_lib.head_problem(self.head, self.metric)
+    if problem:
+      raise self.error(*problem)
     if known("label_key") and not self.label_key and not self.module_file:
       raise self.error("label_key", "must name the label feature (e.g. 'label'), got ''")
 

@@ -45,10 +45,16 @@ CLUSTERS_KEY = "clusters"
 CLUSTER_EPOCHS_KEY = "cluster_epochs"
 QAT_EPOCHS_KEY = "qat_epochs"
 COLLABORATIVE_LEARNING_RATE_KEY = "collaborative_learning_rate"
+MODEL_FN_KEY = "model_fn"
+HEAD_KEY = "head"
+METRIC_KEY = "metric"
 # Output artifact properties
 SPARSITY_PROPERTY = "sparsity"
 ACCURACY_PROPERTY = "eval_accuracy"
 QUANTIZATION_AWARE_PROPERTY = "quantization_aware"   # 1 when the model carries QAT wrappers
+HEAD_PROPERTY = "head"                 # the resolved head (heads.HEADS)
+METRIC_PROPERTY = "metric"             # accuracy, mae or rmse
+EVAL_METRIC_PROPERTY = "eval_metric"   # that metric on the eval split
 
 
 class PruneTrainerSpec(component_spec.ComponentSpec):

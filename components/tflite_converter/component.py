@@ -46,7 +46,8 @@ class TFLiteConverter(base_component.BaseComponent):
                min_agreement: float = _DEFAULTS.min_agreement,
                max_abs_error: float = _DEFAULTS.max_abs_error,
                label_key: str = _DEFAULTS.label_key,
-               measure_latency: bool = _DEFAULTS.measure_latency):
+               measure_latency: bool = _DEFAULTS.measure_latency,
+               head: str = _DEFAULTS.head):
     """Every parameter is a field of `settings.TFLiteConverterSettings` (types, defaults,
     rules); scalar ones may be `tfx.dsl.experimental.RuntimeParameter`s (booleans of ptype
     int), checked when the run starts."""

@@ -10,8 +10,10 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.tflite_converter.settings import QUANTIZATIONS  # noqa: F401
 from tfx_bonsai.components.common import tflite
+from tfx_bonsai.components.common.tflite import builtin_compatible  # noqa: F401
 from tfx_bonsai.components.common.tflite import gzip_size  # noqa: F401  (shared with the gate)
 # The conversion's part of the settings (the pure code takes the whole settings object).
 from tfx_bonsai.components.tflite_converter.settings import TFLiteConverterSettings as ConversionConfig
@@ -39,6 +41,7 @@ class Agreement:
   value: float
   examples: int
   passed: bool
+  ties: int = 0  # int8 "top1": differing classes the Keras model itself separates by < 1 step
 
 
 def model_inputs(keras_model, features: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -50,7 +53,12 @@ def model_inputs(keras_model, features: Mapping[str, np.ndarray]) -> Dict[str, n
                           f"{sorted(features)}; name the Keras Inputs after the features")
   inputs = {}
   for name, tensor in zip(names, keras_model.inputs):
-    inputs[name] = np.asarray(features[name]).astype(tf.as_dtype(tensor.dtype).as_numpy_dtype)
+    value = np.asarray(features[name]).astype(tf.as_dtype(tensor.dtype).as_numpy_dtype)
+    shape = list(tensor.shape)[1:]
+    if (value.ndim != len(shape) + 1 and None not in shape
+        and value.size == len(value) * int(np.prod(shape))):
+      value = value.reshape([len(value)] + shape)  # tf.Transform's scalars (N,) into Input((1,))
+    inputs[name] = value
   rows = {name: len(value) for name, value in inputs.items()}
   if len(set(rows.values())) != 1:
     raise ConversionError(f"inputs have different numbers of rows: {rows}")
@@ -87,7 +95,7 @@ def convert(keras_model, config: ConversionConfig,
   the converter fails.
   """
   config.validate()
-  converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+  converter = tf.lite.TFLiteConverter.from_keras_model(builtin_compatible(keras_model))
   optimizations = [] if config.quantization == "none" else [tf.lite.Optimize.DEFAULT]
   if config.sparse_weights:
     optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
@@ -217,12 +225,15 @@ def _unrunnable(model_bytes: bytes, inputs, config: ConversionConfig,
 
 
 def agreement(keras_model, model_bytes: bytes, inputs: Mapping[str, np.ndarray],
-              config: ConversionConfig = ConversionConfig()) -> Agreement:
+              config: ConversionConfig = ConversionConfig(),
+              head: str = heads.AUTO) -> Agreement:
   """Compares the Keras model's predictions with the TFLite interpreter's on `inputs`.
 
-  Classifiers (more than one output column) are compared by top-1 class against
-  `config.min_agreement`; other models by max absolute error against
-  `config.max_abs_error`. Raises ConversionError, naming the conversion mode and an
+  Classifiers are compared by their predicted class (top-1 of several units; the 0/1
+  decision of one sigmoid unit or logit: `head`, see heads.resolve) against
+  `config.min_agreement`; regression and other models by max absolute error against
+  `config.max_abs_error`. With head "auto", a model whose head cannot be told is compared
+  by max absolute error. Raises ConversionError, naming the conversion mode and an
   alternative, when the interpreter cannot allocate or run the model.
   """
   features = model_inputs(keras_model, inputs)
@@ -242,11 +253,42 @@ def agreement(keras_model, model_bytes: bytes, inputs: Mapping[str, np.ndarray],
   if actual.shape != expected.shape:
     raise ConversionError(f"the TFLite model's output shape {actual.shape} differs from "
                           f"the Keras model's {expected.shape}")
-  if expected.ndim == 2 and expected.shape[1] > 1:
-    value = float(np.mean(np.argmax(actual, 1) == np.argmax(expected, 1)))
-    return Agreement("top1", value, count, value >= config.min_agreement)
+  if head == heads.AUTO:
+    try:
+      head = heads.resolve(head, keras_model)
+    except heads.HeadError:
+      head = heads.REGRESSION
+  if head != heads.REGRESSION:
+    keras_class, tflite_class = heads.decisions(head, expected), heads.decisions(head, actual)
+    agree = keras_class == tflite_class
+    ties = np.zeros_like(agree)
+    if config.quantization == "int8":
+      ties = ~agree & _within_one_step(head, expected, keras_class, tflite_class)
+    value = float(np.mean(agree | ties))
+    return Agreement("top1", value, count, value >= config.min_agreement, int(ties.sum()))
   value = float(np.max(np.abs(actual - expected)))
   return Agreement("max_abs_error", value, count, value <= config.max_abs_error)
+
+
+def _within_one_step(head: str, expected: np.ndarray, keras_class: np.ndarray,
+                     tflite_class: np.ndarray) -> np.ndarray:
+  """Rows where the Keras model scores the TFLite model's class within one int8 step of its own.
+
+  A full-integer model's output has 256 levels (probabilities: steps of 1/256), so it cannot
+  reproduce a decision the Keras model takes by less than one step (range / 255): on such
+  near-ties (e.g. a pruned model that collapsed to near-uniform probabilities) the top-1
+  class is noise, and counting it as disagreement blames the conversion for the model.
+  """
+  if head in (heads.MULTICLASS, heads.BINARY):  # TFLite's int8 softmax/logistic: [0, 1] / 256
+    step = 1.0 / 256
+  else:  # logits: the range calibrated on examples like these
+    step = (float(np.max(expected)) - float(np.min(expected))) / 255.0
+  rows = np.arange(len(expected))
+  if head in (heads.BINARY, heads.BINARY_LOGITS):
+    threshold = 0.0 if head == heads.BINARY_LOGITS else 0.5
+    return np.abs(expected.reshape(len(expected)) - threshold) <= step
+  flat = expected.reshape(len(expected), -1)
+  return flat[rows, keras_class] - flat[rows, tflite_class] <= step
 
 
 def require_agreement(result: Agreement, config: ConversionConfig) -> Agreement:
@@ -265,10 +307,11 @@ def require_agreement(result: Agreement, config: ConversionConfig) -> Agreement:
 
 def convert_and_check(keras_model, config: ConversionConfig,
                       representative_inputs: Optional[Mapping[str, np.ndarray]],
-                      agreement_inputs: Mapping[str, np.ndarray]) -> Tuple[bytes, Agreement]:
+                      agreement_inputs: Mapping[str, np.ndarray],
+                      head: str = heads.AUTO) -> Tuple[bytes, Agreement]:
   """Converts, then checks agreement; returns (model bytes, agreement) or raises ConversionError."""
   model_bytes = convert(keras_model, config, representative_inputs)
-  result = agreement(keras_model, model_bytes, agreement_inputs, config)
+  result = agreement(keras_model, model_bytes, agreement_inputs, config, head)
   return model_bytes, require_agreement(result, config)
 
 

@@ -11,6 +11,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from tfx_bonsai.components.common import examples as examples_lib
+from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.tflite_converter import conversion
@@ -93,6 +94,9 @@ class Executor(base_executor.BaseExecutor):
       raise ValueError(
           f"quantization must be 'int8' for a quantization-aware trained model (PruneTrainer's "
           f"qat_epochs > 0), got {config.quantization!r}: its ranges were learned for 8-bit")
+    head = config.head
+    if head != heads.AUTO:
+      heads.resolve(head, keras_model)  # a head that does not fit the model, before converting
     representative = None
     if examples is not None:
       schema = (examples_lib.load_schema(artifact_utils.get_single_instance(
@@ -112,7 +116,7 @@ class Executor(base_executor.BaseExecutor):
     conversion.model_inputs(keras_model, checked)  # names a model input the examples lack
 
     model_bytes, result = conversion.convert_and_check(keras_model, config, representative,
-                                                       checked)
+                                                       checked, head)
     path = write_model(output.uri, model_bytes)
     raw, gzipped = len(model_bytes), conversion.gzip_size(model_bytes)
     output.set_int_custom_property(spec.TFLITE_BYTES_PROPERTY, raw)
@@ -134,6 +138,7 @@ class Executor(base_executor.BaseExecutor):
         spec.AGREEMENT_PROPERTY: result.value,
         spec.AGREEMENT_KIND_PROPERTY: result.kind,
         spec.AGREEMENT_EXAMPLES_PROPERTY: result.examples,
+        "agreement_ties": result.ties,
         "agreement_inputs": checked_on,
     }
     if config.measure_latency:

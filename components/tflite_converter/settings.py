@@ -32,6 +32,9 @@ class TFLiteConverterSettings(settings_lib.Settings):
   max_abs_error: float = setting(0.05, check=settings_lib.greater_than(0))
   label_key: str = setting("label", config=settings_lib.NOT_IN_CONFIG)  # "": no label
   measure_latency: bool = True
+  # What the output means (settings_lib.HEADS; "auto" reads the model): classifiers are held
+  # to min_agreement on decisions, regression to max_abs_error.
+  head: str = setting("auto", check=settings_lib.one_of(settings_lib.HEADS))
 
   def check_together(self, known) -> None:
     if known("int8_io", "quantization") and self.int8_io and self.quantization != "int8":

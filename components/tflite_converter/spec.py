@@ -26,6 +26,7 @@ MIN_AGREEMENT_KEY = "min_agreement"
 MAX_ABS_ERROR_KEY = "max_abs_error"
 LABEL_KEY = "label_key"
 MEASURE_LATENCY_KEY = "measure_latency"
+HEAD_KEY = "head"
 # Output artifact custom properties
 TFLITE_BYTES_PROPERTY = tflite.TFLITE_BYTES_PROPERTY
 TFLITE_GZIP_BYTES_PROPERTY = tflite.TFLITE_GZIP_BYTES_PROPERTY

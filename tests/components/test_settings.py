@@ -108,6 +108,14 @@ def test_conversion_sparse_weights_defaults_agree():
      "tolerance"),
     ("pruning.collaborative.learning_rate=0", prune_component.PruneTrainer,
      {"collaborative_learning_rate": 0.0}, "collaborative_learning_rate"),
+    # Issue 13's heads and metrics, settings fields like the others.
+    ("pruning.head=sigmoid", prune_component.PruneTrainer, {"head": "sigmoid"}, "head"),
+    ("pruning.metric=mse", prune_component.PruneTrainer, {"metric": "mse"}, "metric"),
+    ("conversion.head=sigmoid", converter_component.TFLiteConverter,
+     {"head": "sigmoid", "quantization": "dynamic"}, "head"),
+    ("gate.metric=mse", evaluator_component.CompressionEvaluator, {"metric": "mse"}, "metric"),
+    ("gate.max_metric_increase=-0.1", evaluator_component.CompressionEvaluator,
+     {"max_metric_increase": -0.1}, "max_metric_increase"),
 ])
 def test_config_and_component_refuse_the_same_values_with_the_same_message(
     override, component_cls, arguments, key):
@@ -141,3 +149,18 @@ def test_runtime_parameter_keys_are_the_scalar_settings_in_yaml():
   assert "pruning.include_layers" not in keys            # a list
   assert "sparsity.per_layer_min_sparsity" not in keys   # a mapping
   assert not any(k.endswith("label_key") for k in keys)  # wired from data.label_key
+
+
+def test_head_and_metric_must_go_together():
+  with pytest.raises(settings_lib.SettingsError,
+                     match=r"^metric must be one of \['mae', 'rmse'\] for head 'regression', "
+                           r"got 'accuracy'$"):
+    evaluator_settings.CompressionEvaluatorSettings(head="regression", metric="accuracy").validate()
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"^pruning.metric: 'mae' needs head 'regression'; a 'binary' head is "
+                           r"scored by 'accuracy'$"):
+    config_lib.load(base=BASE, overrides=["pruning.head=binary", "pruning.metric=mae"])
+  config = config_lib.load(base=BASE, overrides=["gate.head=regression", "gate.metric=rmse",
+                                                 "gate.max_metric_increase=0.2"])
+  gate = config_lib.compression_evaluator_settings(config)
+  assert (gate.head, gate.metric, gate.max_metric_increase) == ("regression", "rmse", 0.2)
