@@ -110,9 +110,9 @@ def _send(args, verb: str, cron: str = "") -> int:
       print(json.dumps(kubeflow.describe(kubeflow.vertex_request(config, pipeline_job, cron)),
                        indent=2))
     else:
-      arguments = (kubeflow.kfp_schedule_arguments(config, output, cron, "EXPERIMENT_ID") if cron
-                   else kubeflow.kfp_submit_arguments(config, output))
-      arguments["params" if cron else "arguments"] = parameters
+      arguments = (kubeflow.kfp_schedule_arguments(config, output, cron, "EXPERIMENT_ID",
+                                                   parameters) if cron
+                   else kubeflow.kfp_submit_arguments(config, output, parameters))
       print(json.dumps(arguments, indent=2))
     return 0
   try:

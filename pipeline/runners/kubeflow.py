@@ -186,16 +186,18 @@ def vertex_request(config: BonsaiConfig, pipeline_job, cron: str = "") -> Dict[s
   return request
 
 
-def kfp_submit_arguments(config: BonsaiConfig, spec_path: str) -> Dict[str, Any]:
+def kfp_submit_arguments(config: BonsaiConfig, spec_path: str,
+                         parameter_values: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
   """Keyword arguments of kfp.Client.create_run_from_pipeline_package."""
-  return {"pipeline_file": spec_path, "arguments": {}, "run_name": config.pipeline_name,
+  return {"pipeline_file": spec_path, "arguments": dict(parameter_values or {}),
+          "run_name": config.pipeline_name,
           "experiment_name": config.pipeline_name, "pipeline_root": config.pipeline_root,
           "enable_caching": config.runner.enable_cache,
           "service_account": config.runner.service_account or None}
 
 
-def kfp_schedule_arguments(config: BonsaiConfig, spec_path: str, cron: str,
-                           experiment_id: str) -> Dict[str, Any]:
+def kfp_schedule_arguments(config: BonsaiConfig, spec_path: str, cron: str, experiment_id: str,
+                           parameter_values: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
   """Keyword arguments of kfp.Client.create_recurring_run (KFP cron has a seconds field)."""
   line = validate_cron(cron)
   if line.startswith(("TZ=", "CRON_TZ=")):
@@ -203,7 +205,7 @@ def kfp_schedule_arguments(config: BonsaiConfig, spec_path: str, cron: str,
   return {"experiment_id": experiment_id, "job_name": f"{config.pipeline_name}-schedule",
           "cron_expression": "0 " + line, "max_concurrency": 1, "no_catchup": True,
           "pipeline_package_path": spec_path, "pipeline_root": config.pipeline_root,
-          "enable_caching": config.runner.enable_cache}
+          "enable_caching": config.runner.enable_cache, "params": dict(parameter_values or {})}
 
 
 def kfp_pipeline_spec_file(job: Dict[str, Any], job_path: str) -> str:
@@ -248,8 +250,8 @@ def submit(config: BonsaiConfig, job: Dict[str, Any], job_path: str,
                           **vertex_run_options(config))
     return pipeline_job.resource_name
   client = _kfp_client(config)
-  arguments = kfp_submit_arguments(config, kfp_pipeline_spec_file(job, job_path))
-  arguments["arguments"] = dict(parameter_values or {})
+  arguments = kfp_submit_arguments(config, kfp_pipeline_spec_file(job, job_path),
+                                   parameter_values)
   return client.create_run_from_pipeline_package(**arguments).run_id
 
 
@@ -267,6 +269,5 @@ def schedule(config: BonsaiConfig, job: Dict[str, Any], job_path: str, cron: str
   client = _kfp_client(config)
   experiment = client.create_experiment(config.pipeline_name)
   arguments = kfp_schedule_arguments(config, kfp_pipeline_spec_file(job, job_path), cron,
-                                     experiment.experiment_id)
-  arguments["params"] = dict(parameter_values or {})
+                                     experiment.experiment_id, parameter_values)
   return client.create_recurring_run(**arguments).recurring_run_id
