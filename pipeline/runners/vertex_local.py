@@ -111,7 +111,8 @@ def pipeline_parameters(job: dict, overrides: dict) -> dict:
     if name not in definitions:
       allowed = ", ".join(sorted(definitions)) or "none: the pipeline has no runtime parameters"
       raise LaunchError(f"--param {name}: not a parameter of this pipeline (allowed: {allowed})")
-    values[name] = _parse_value(text, definitions[name].get("parameterType", ""))
+    definition = definitions[name]
+    values[name] = _parse_value(text, definition.get("type") or definition.get("parameterType", ""))
   missing = sorted(set(definitions) - set(values))
   if missing:
     raise LaunchError(f"pipeline parameters without a value: {missing}; pass --param NAME=VALUE")
@@ -120,9 +121,9 @@ def pipeline_parameters(job: dict, overrides: dict) -> dict:
 
 def _parse_value(text: str, kind: str):
   try:
-    if kind == "NUMBER_INTEGER":
+    if kind in ("INT", "NUMBER_INTEGER"):
       return int(text)
-    if kind == "NUMBER_DOUBLE":
+    if kind in ("DOUBLE", "NUMBER_DOUBLE"):
       return float(text)
     if kind == "BOOLEAN":
       if text.lower() not in ("true", "false"):

@@ -125,6 +125,20 @@ def test_executor_input_parses_into_the_compiled_exec_properties(job, name, tmp_
     assert type(inputs["sparsity_blessing"][0]) is blessing_lib.SparsityBlessing  # pylint: disable=unidiomatic-typecheck
 
 
+def test_param_values_are_typed_by_the_compiled_definition():
+  job = {"pipelineSpec": {"root": {"inputDefinitions": {"parameters": {
+      "gate_max_accuracy_drop": {"type": "DOUBLE"}, "pruning_epochs": {"type": "INT"}}}}},
+         "runtimeConfig": {"parameters": {"gate_max_accuracy_drop": {"doubleValue": 0.01},
+                                          "pruning_epochs": {"intValue": "4"}}}}
+  assert vertex_local.pipeline_parameters(job, {}) == {"gate_max_accuracy_drop": 0.01,
+                                                       "pruning_epochs": 4}
+  assert vertex_local.pipeline_parameters(job, {"gate_max_accuracy_drop": "0.02",
+                                                "pruning_epochs": "6"}) == {
+      "gate_max_accuracy_drop": 0.02, "pruning_epochs": 6}
+  with pytest.raises(vertex_local.LaunchError, match="is not a DOUBLE"):
+    vertex_local.pipeline_parameters(job, {"gate_max_accuracy_drop": "lots"})
+
+
 def test_pipeline_parameters_refuse_unknown_names(job):
   with pytest.raises(vertex_local.LaunchError, match="--param gate: not a parameter"):
     vertex_local.pipeline_parameters(job, {"gate": "1"})
