@@ -14,6 +14,7 @@ import time
 import tfx_bonsai  # noqa: F401  (Keras 2 before TensorFlow)
 
 from bench import compression
+from bench import install
 from bench import latency
 from bench import overhead
 from bench import throughput
@@ -21,7 +22,7 @@ from bench import throughput
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
 # Each module's run(seeds) prints its table and returns its rows.
 BENCHMARKS = {"compression": compression, "latency": latency, "throughput": throughput,
-              "overhead": overhead}
+              "overhead": overhead, "install": install}
 
 
 def parse_args(argv):

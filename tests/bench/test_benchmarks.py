@@ -6,6 +6,7 @@ import pytest
 
 from bench import __main__ as bench_main
 from bench import compression
+from bench import install
 from bench import latency as latency_bench
 from bench import overhead
 from bench import throughput
@@ -105,16 +106,33 @@ def test_compression_table_on_fake_rows():
   assert "16.5x (16.0-17.0)" in compression.table([summary])
 
 
+ALL = None  # every benchmark, in the registry's order
+
+
 @pytest.mark.parametrize("argv, names, seeds", [
-    ([], ["compression", "latency", "throughput", "overhead"], (0, 1, 2)),
+    ([], ALL, (0, 1, 2)),
     (["latency", "compression", "--seeds", "2"], ["compression", "latency"], (0, 1)),
-    (["1"], ["compression", "latency", "throughput", "overhead"], (0,)),
+    (["1"], ALL, (0,)),
 ])
 def test_bench_selects_benchmarks_in_order(argv, names, seeds):
-  assert bench_main.parse_args(argv) == (names, seeds)
+  assert bench_main.parse_args(argv) == (names or list(bench_main.BENCHMARKS), seeds)
+
+
+def test_bench_runs_every_module_by_default():
+  assert {"compression", "latency", "throughput", "overhead", "install"} <= set(
+      bench_main.BENCHMARKS)
 
 
 def test_bench_rejects_an_unknown_name(capsys):
   with pytest.raises(SystemExit):
     bench_main.parse_args(["speed"])
   assert "unknown benchmark 'speed'" in capsys.readouterr().err
+
+
+def test_install_rows_and_table():
+  rows = [install.row("pip", 120.0, 60.0, baseline_cold=120.0),
+          install.row("uv", 30.0, 12.0, baseline_cold=120.0)]
+  assert [r["speedup_vs_pip"] for r in rows] == [1.0, 4.0]
+  text = install.table(rows)
+  assert text.count("\n") == 2 and "4.00x" in text and "empty cache" in text
+  json.dumps(rows)
