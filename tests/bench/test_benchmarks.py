@@ -130,9 +130,10 @@ def test_bench_rejects_an_unknown_name(capsys):
 
 
 def test_install_rows_and_table():
-  rows = [install.row("pip", 120.0, 60.0, baseline_cold=120.0),
-          install.row("uv", 30.0, 12.0, baseline_cold=120.0)]
-  assert [r["speedup_vs_pip"] for r in rows] == [1.0, 4.0]
+  rows = [install.row("pip", 110.0, 10.0, baseline_total=120.0),
+          install.row("uv", 20.0, 20.0, baseline_total=120.0)]
+  assert [r["cold_total_seconds"] for r in rows] == [120.0, 40.0]
+  assert [r["speedup_vs_pip"] for r in rows] == [1.0, 3.0]
   text = install.table(rows)
-  assert text.count("\n") == 2 and "4.00x" in text and "empty cache" in text
+  assert text.count("\n") == 2 and "3.00x" in text and "empty cache" in text
   json.dumps(rows)
