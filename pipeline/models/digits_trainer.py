@@ -42,10 +42,7 @@ def build_seed_cnn(width: float = 1.0):
 def run_fn(fn_args: FnArgs) -> None:
   """Trains the seed CNN and saves it with a tf.Example serving signature.
 
-  custom_config: `epochs` (default 4), `batch_size` (32), `width` (1.0), and
-  `early_stopping_patience` (default 0, off): with N > 0, training stops once the validation
-  loss (on the Trainer's eval split, the pipeline's selection split) has not improved for N
-  epochs, and the weights of its best epoch are kept; `epochs` is then the most it trains.
+  custom_config: `epochs` (default 4), `batch_size` (32), `width` (1.0).
   """
   config = fn_args.custom_config or {}
   epochs = int(config.get("epochs", 4))
@@ -57,19 +54,11 @@ def run_fn(fn_args: FnArgs) -> None:
         pattern, TensorFlowDatasetOptions(batch_size=batch_size, label_key=digits.LABEL_KEY,
                                           shuffle=shuffle), schema).repeat()
 
-  patience = int(config.get("early_stopping_patience", 0))
-  if patience < 0:
-    raise ValueError(f"custom_config.early_stopping_patience must be >= 0 (0: off), got {patience}")
   train_steps = fn_args.train_steps or 45
   model = build_seed_cnn(float(config.get("width", 1.0)))
-  callbacks = [model_io.keras().callbacks.EarlyStopping(
-      monitor="val_loss", patience=patience, restore_best_weights=True)] if patience else []
   history = model.fit(dataset(fn_args.train_files, True), epochs=epochs,
                       steps_per_epoch=max(1, train_steps // epochs),
                       validation_data=dataset(fn_args.eval_files, False),
-                      validation_steps=fn_args.eval_steps or 12, callbacks=callbacks, verbose=2)
-  best = min(range(len(history.history["val_loss"])), key=history.history["val_loss"].__getitem__)
-  logging.info("digits trainer: %d epochs, validation accuracy %.4f (best epoch %d: %.4f)",
-               len(history.history["val_loss"]), history.history["val_accuracy"][-1], best + 1,
-               history.history["val_accuracy"][best])
+                      validation_steps=fn_args.eval_steps or 12, verbose=2)
+  logging.info("digits trainer: final eval accuracy %.4f", history.history["val_accuracy"][-1])
   model_io.save_keras_model(model, fn_args.serving_model_dir, examples_lib.feature_spec(schema))
