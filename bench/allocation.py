@@ -43,9 +43,14 @@ def build_compact_mobilenet():
   keras = model_io.keras()
   layers = keras.layers
 
+  # BatchNorm's moving statistics follow within an epoch of 36 steps (at Keras' 0.99 one
+  # seed's dense model scored 0.73 on eval while 0.99 in training).
+  def bn(x):
+    return layers.BatchNormalization(momentum=0.9)(x)
+
   def conv_bn(x, filters, kernel=1, strides=1, relu=True):
     x = layers.Conv2D(filters, kernel, strides, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = bn(x)
     return layers.ReLU(6.0)(x) if relu else x
 
   inputs = keras.Input(shape=(digits.IMAGE_SIZE * digits.IMAGE_SIZE,), name=digits.IMAGE_KEY)
@@ -55,7 +60,7 @@ def build_compact_mobilenet():
   for expansion, out, stride in BLOCKS:
     y = conv_bn(x, channels * expansion) if expansion != 1 else x
     y = layers.DepthwiseConv2D(3, stride, padding="same", use_bias=False)(y)
-    y = layers.ReLU(6.0)(layers.BatchNormalization()(y))
+    y = layers.ReLU(6.0)(bn(y))
     y = conv_bn(y, out, relu=False)                          # linear bottleneck
     x = layers.Add()([x, y]) if stride == 1 and out == channels else y
     channels = out
