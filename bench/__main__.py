@@ -15,6 +15,7 @@ import tfx_bonsai  # noqa: F401  (Keras 2 before TensorFlow)
 
 from bench import allocation
 from bench import compression
+from bench import install
 from bench import latency
 from bench import overhead
 from bench import throughput
@@ -22,7 +23,7 @@ from bench import throughput
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
 # Each module's run(seeds) prints its table and returns its rows.
 BENCHMARKS = {"compression": compression, "latency": latency, "throughput": throughput,
-              "overhead": overhead, "allocation": allocation}
+              "overhead": overhead, "allocation": allocation, "install": install}
 
 
 def parse_args(argv):

@@ -2,6 +2,7 @@
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -42,6 +43,16 @@ def test_env_run_rejects_unknown_forced_mode():
                        env={**os.environ, "BONSAI_ENV": "docker"})
   assert run.returncode != 0
   assert "BONSAI_ENV must be 'venv' or 'rootfs'" in run.stderr
+
+
+def test_env_run_rejects_unknown_installer_before_creating_anything(tmp_path):
+  venv = tmp_path / "venv"
+  run = subprocess.run(["bash", ENV_RUN, "--make-venv", str(venv), sys.executable],
+                       capture_output=True, text=True,
+                       env={**os.environ, "BONSAI_INSTALLER": "conda"})
+  assert run.returncode != 0
+  assert "BONSAI_INSTALLER must be 'uv' or 'pip', got 'conda'" in run.stderr
+  assert not venv.exists()
 
 
 def _dockerfile_instructions():

@@ -8,6 +8,7 @@ import pytest
 from bench import __main__ as bench_main
 from bench import allocation as allocation_bench
 from bench import compression
+from bench import install
 from bench import latency as latency_bench
 from bench import overhead
 from bench import throughput
@@ -107,7 +108,7 @@ def test_compression_table_on_fake_rows():
   assert "16.5x (16.0-17.0)" in compression.table([summary])
 
 
-ALL = ["compression", "latency", "throughput", "overhead", "allocation"]
+ALL = None  # every benchmark, in the registry's order
 
 
 @pytest.mark.parametrize("argv, names, seeds", [
@@ -117,7 +118,12 @@ ALL = ["compression", "latency", "throughput", "overhead", "allocation"]
     (["allocation"], ["allocation"], None),
 ])
 def test_bench_selects_benchmarks_in_order(argv, names, seeds):
-  assert bench_main.parse_args(argv) == (names, seeds)
+  assert bench_main.parse_args(argv) == (names or list(bench_main.BENCHMARKS), seeds)
+
+
+def test_bench_runs_every_module_by_default():
+  assert {"compression", "latency", "throughput", "overhead", "install", "allocation"} <= set(
+      bench_main.BENCHMARKS)
 
 
 def test_bench_rejects_an_unknown_name(capsys):
@@ -147,4 +153,14 @@ def test_allocation_rows_and_table_on_a_tiny_search():
   assert len({round(s, 2) for s in rows[2]["layer_sparsity"].values()}) > 1
   text = allocation_bench.table(rows)
   assert text.count("\n") == len(rows) + 1 and "sensitivity" in text
+  json.dumps(rows)
+
+
+def test_install_rows_and_table():
+  rows = [install.row("pip", 110.0, 10.0, baseline_total=120.0),
+          install.row("uv", 20.0, 20.0, baseline_total=120.0)]
+  assert [r["cold_total_seconds"] for r in rows] == [120.0, 40.0]
+  assert [r["speedup_vs_pip"] for r in rows] == [1.0, 3.0]
+  text = install.table(rows)
+  assert text.count("\n") == 2 and "3.00x" in text and "empty cache" in text
   json.dumps(rows)
