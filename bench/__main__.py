@@ -13,6 +13,7 @@ import time
 
 import tfx_bonsai  # noqa: F401  (Keras 2 before TensorFlow)
 
+from bench import allocation
 from bench import compression
 from bench import install
 from bench import latency
@@ -22,16 +23,18 @@ from bench import throughput
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
 # Each module's run(seeds) prints its table and returns its rows.
 BENCHMARKS = {"compression": compression, "latency": latency, "throughput": throughput,
-              "overhead": overhead, "install": install}
+              "overhead": overhead, "allocation": allocation, "install": install}
 
 
 def parse_args(argv):
-  """(benchmark names in run order, seeds); a bare number N is read as --seeds N."""
+  """(benchmark names in run order, seeds or None: each benchmark's own default); a bare
+  number N is read as --seeds N."""
   parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
   parser.add_argument("names", nargs="*", metavar="NAME",
                       help=f"benchmarks to run, of {list(BENCHMARKS)} (default: all)")
-  parser.add_argument("--seeds", type=int, default=3,
-                      help="seeds of the compression benchmark (the others use seed 0)")
+  parser.add_argument("--seeds", type=int, default=None,
+                      help="seeds of the compression (default 3) and allocation (default 1) "
+                           "benchmarks (the others use seed 0)")
   args = parser.parse_args(argv)
   seeds = args.seeds
   names = []
@@ -42,9 +45,10 @@ def parse_args(argv):
       names.append(name)
     else:
       parser.error(f"unknown benchmark {name!r}; choose from {list(BENCHMARKS)}")
-  if seeds < 1:
+  if seeds is not None and seeds < 1:
     parser.error(f"--seeds must be >= 1, got {seeds}")
-  return [n for n in BENCHMARKS if n in names or not names], tuple(range(seeds))
+  return ([n for n in BENCHMARKS if n in names or not names],
+          None if seeds is None else tuple(range(seeds)))
 
 
 def kept_rows(names):
@@ -65,7 +69,7 @@ def main(argv) -> int:
   for name in names:
     print(f"\n== {name}", flush=True)
     start = time.monotonic()
-    rows += BENCHMARKS[name].run(seeds)
+    rows += BENCHMARKS[name].run(seeds) if seeds else BENCHMARKS[name].run()
     seconds[name] = round(time.monotonic() - start, 1)
     print(f"({name}: {seconds[name]:.0f} s)", flush=True)
   kept = kept_rows(names)

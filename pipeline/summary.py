@@ -74,6 +74,8 @@ def collect(metadata_config, pipeline_root: str) -> Dict[str, Any]:
       pruning_report = json.loads(io_utils.read_string_file(path))
       summary["layer_sparsity"] = pruning_report.get("layer_sparsity")
       summary["search"] = pruning_report.get("search")
+      summary["allocation"] = pruning_report.get("allocation")
+      summary["sensitivity"] = pruning_report.get("sensitivity")
       summary["collaborative"] = pruning_report.get("collaborative")
   if "SparsityValidator/blessing" in out:
     blessing = out["SparsityValidator/blessing"]
@@ -161,6 +163,7 @@ def format_table(summary: Dict[str, Any]) -> str:
                            f"({summary.get('candidate_quantization')}"
                            f"{', sparse' if summary.get('candidate_sparse_weights') else ''})"),
       ("sparsity search", _search_line(summary.get("search"))),
+      ("allocation", summary.get("allocation") or "n/a"),
       ("collaborative", _collaborative_line(summary.get("collaborative"))),
       ("sparsity (kernels)", f"{_f(summary.get('global_sparsity'))} Keras, "
                              f"{_f(summary.get('deployed_sparsity'))} TFLite "

@@ -296,6 +296,29 @@ def _search_chart(summary) -> Optional[str]:
   return _png(fig)
 
 
+def _sensitivity_chart(summary) -> Optional[str]:
+  """Each layer pruned alone on the selection split: its loss increase against its sparsity,
+  and the sparsity the allocation gave it (allocation "sensitivity")."""
+  measured = summary.get("sensitivity") or {}
+  layers = measured.get("layers") or {}
+  if not layers:
+    return None
+  fig, ax = plt.subplots(figsize=(7.5, 3.6))
+  given = summary.get("layer_sparsity") or {}
+  for name, layer in layers.items():
+    line, = ax.plot([100 * s for s in layer["sparsities"]],
+                    [max(1e-4, d) for d in layer["loss_increase"]], marker=".", linewidth=1,
+                    label=f"{name} ({layer['weights']:,} w)")
+    if name in given:
+      ax.axvline(100 * given[name], color=line.get_color(), linestyle=":", linewidth=1)
+  ax.set_yscale("log")
+  ax.set_xlabel("sparsity of the layer alone (%); dotted: the sparsity allocated")
+  ax.set_ylabel("loss increase (selection split)")
+  ax.set_title(f"Layer sensitivity on {measured.get('examples')} selection examples", fontsize=9)
+  ax.legend(loc="upper left", fontsize=6, ncol=2)
+  return _png(fig)
+
+
 CHARTS = (("sizes", "Model size from the dense model to the deployed download.", _size_chart),
           ("accuracy", "Accuracy of each model on the gate's eval split; the dashed line is "
                        "the lowest accuracy the budget allows.", _accuracy_chart),
@@ -303,7 +326,10 @@ CHARTS = (("sizes", "Model size from the dense model to the deployed download.",
            _sparsity_chart),
           ("search", "Each search trial: the compression it reached and the accuracy it cost, "
                      "with the paired 95% interval; the dashed line is the budget.",
-           _search_chart))
+           _search_chart),
+          ("sensitivity", "Each layer pruned alone (magnitude, no fine-tuning) on the selection "
+                          "split: the loss increase it causes; the allocation gives the "
+                          "sparsity to the layers whose curves stay low.", _sensitivity_chart))
 
 
 def charts(summary: Dict[str, Any]) -> List[Tuple[str, str, str]]:

@@ -96,10 +96,12 @@ class Executor(base_executor.BaseExecutor):
                             loss=loss, log_dir=model_run.uri, head=head, metric=metric,
                             metrics=heads.keras_metrics(head, metric), strategy=strategy)
       result, search_report = found.result, found.report()
+      sensitivity = search_report["sensitivity"]
     else:
       result = pruning.prune(model, train_ds, eval_ds, num_train, config, loss=loss,
                              metrics=heads.keras_metrics(head, metric), log_dir=model_run.uri,
-                             strategy=strategy)
+                             strategy=strategy, head=head, metric=metric)
+      sensitivity = result.sensitivity.report() if result.sensitivity else None
 
     accuracy = (result.history.get(f"val_{metric}") or [None])[-1]
     final_model, final_sparsity, stages = result.model, result.sparsity, None
@@ -131,6 +133,9 @@ class Executor(base_executor.BaseExecutor):
                      "total_steps": result.schedule.total_steps},
         "history": result.history,
         "layer_sparsity": result.layer_sparsity,
+        "allocation": config.resolved_allocation(searching=search_config is not None),
+        # Each layer pruned alone on the selection split (allocation "sensitivity").
+        "sensitivity": sensitivity,
         "search": search_report,
         "head": head,
         "metric": metric,

@@ -14,7 +14,9 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
+from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import progress
+from tfx_bonsai.components.prune_trainer import sensitivity as sensitivity_lib
 from tfx_bonsai.components.prune_trainer import settings
 from tfx_bonsai.components.prune_trainer.settings import PruningError  # noqa: F401
 # The pruning part of the settings (pure code takes the whole settings object).
@@ -217,6 +219,40 @@ def allocate(model, layer_names: Sequence[str], target: float,
           for name, m in magnitudes.items()}
 
 
+def measure_sensitivity(model, layer_names: Sequence[str], selection_ds: tf.data.Dataset,
+                        loss: Any = None, head: str = heads.MULTICLASS,
+                        metric: str = "") -> sensitivity_lib.Sensitivity:
+  """Each layer of `layer_names` pruned alone on the selection data (`sensitivity.measure`)."""
+  weights = {n: prunable_weights(find_layer(model, n)) for n in layer_names}
+  measured = sensitivity_lib.measure(model, {n: w for n, w in weights.items() if w},
+                                     selection_ds, loss, head, metric)
+  log.info("layer sensitivity on %d selection examples (%.0fs), loss increase at %s: %s",
+           measured.examples, measured.seconds, list(sensitivity_lib.SPARSITIES),
+           "; ".join(f"{n} " + " ".join(f"{d:.3f}" for d in l.loss_increase)
+                     for n, l in measured.layers.items()))
+  return measured
+
+
+def layer_sparsities(model, layer_names: Sequence[str], target: float, allocation: str,
+                     max_layer_sparsity: float,
+                     sensitivity: Optional[sensitivity_lib.Sensitivity] = None
+                     ) -> Dict[str, float]:
+  """Per-layer final sparsity for an overall `target` by `allocation` (a resolved one):
+  uniform (each layer at the target), global_magnitude (`allocate`) or sensitivity
+  (`sensitivity.allocate`, from a measured `sensitivity`); each capped at max_layer_sparsity."""
+  if allocation == settings.UNIFORM:
+    return {n: min(target, max_layer_sparsity) for n in layer_names}
+  if allocation == settings.GLOBAL_MAGNITUDE:
+    return allocate(model, layer_names, target, max_layer_sparsity)
+  if allocation == settings.SENSITIVITY:
+    if sensitivity is None:
+      raise PruningError("allocation 'sensitivity' needs the layers' measured sensitivity "
+                         "(measure_sensitivity on the selection data)")
+    return sensitivity.allocate(target, max_layer_sparsity)
+  raise PruningError("allocation", f"must be one of {list(settings.ALLOCATIONS[1:])}, "
+                     f"got {allocation!r}")
+
+
 def current_sparsity(pruned_model) -> float:
   """Fraction of zeros in the masks of every pruning wrapper (0 when there are none)."""
   zeros = total = 0
@@ -266,6 +302,7 @@ class PruneResult:
   sparsity: float            # zeros / total over the pruned layers' prunable weights
   history: Dict[str, List[float]]
   layer_sparsity: Dict[str, float] = dataclasses.field(default_factory=dict)
+  sensitivity: Optional[sensitivity_lib.Sensitivity] = None   # allocation "sensitivity"
 
 
 def default_metrics(loss) -> List[str]:
@@ -292,13 +329,17 @@ def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
           metrics: Optional[Sequence[Any]] = None, log_dir: Optional[str] = None,
           eval_steps: Optional[int] = None,
           layer_targets: Optional[LayerTargets] = None,
-          strategy: Optional[tf.distribute.Strategy] = None) -> PruneResult:
+          strategy: Optional[tf.distribute.Strategy] = None,
+          sensitivity: Optional[sensitivity_lib.Sensitivity] = None,
+          head: str = heads.MULTICLASS, metric: str = "") -> PruneResult:
   """Fine-tunes `model` with magnitude pruning and returns the stripped model.
 
   `train_ds` yields batches of (inputs, label) of `config.batch_size`; it is repeated here.
   `loss` defaults to the model's compiled loss, else sparse categorical cross-entropy.
   `layer_targets` ({layer: (initial, final)}) overrides the config's targets per layer;
-  `config.allocation == "global_magnitude"` computes them with `allocate`.
+  Else `config.allocation` "global_magnitude" computes them with `allocate`, and
+  "sensitivity" from `sensitivity` or, when None, by measuring each layer on `eval_ds` (the
+  selection split; `head` and `metric` score the recorded metric drops).
   Under `strategy` (e.g. MirroredStrategy) the model is cloned, wrapped and compiled in its
   scope, so every variable is a distributed one; `train_ds` batches are global batches.
   """
@@ -309,8 +350,16 @@ def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
   loss = loss or getattr(model, "loss", None) or "sparse_categorical_crossentropy"
   if metrics is None:
     metrics = default_metrics(loss)
-  if layer_targets is None and config.allocation == "global_magnitude":
-    finals = allocate(model, pruned_layers, config.target_sparsity)
+  allocation = config.resolved_allocation(searching=False)
+  if layer_targets is None and allocation != settings.UNIFORM:
+    if allocation == settings.SENSITIVITY and sensitivity is None:
+      if eval_ds is None:
+        raise PruningError("allocation 'sensitivity' measures each layer on the selection "
+                           "split: give eval_ds (or a measured sensitivity)")
+      selection = eval_ds.take(eval_steps) if eval_steps else eval_ds
+      sensitivity = measure_sensitivity(model, pruned_layers, selection, loss, head, metric)
+    finals = layer_sparsities(model, pruned_layers, config.target_sparsity, allocation,
+                              MAX_LAYER_SPARSITY, sensitivity)
     layer_targets = {n: (min(config.initial_sparsity, s), s) for n, s in finals.items()}
   if layer_targets is not None:
     pruned_layers = [n for n in pruned_layers if n in layer_targets]
@@ -344,4 +393,4 @@ def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
            config.target_sparsity)
   return PruneResult(stripped, schedule, pruned_layers, sparsity,
                      {k: [float(x) for x in v] for k, v in history.history.items()},
-                     {n: kernel_sparsity(stripped, [n]) for n in pruned_layers})
+                     {n: kernel_sparsity(stripped, [n]) for n in pruned_layers}, sensitivity)

@@ -1,8 +1,10 @@
 """Sparsity search within an accuracy budget: the highest sparsity whose accuracy drop holds.
 
 Tries increasing global sparsity levels, each fine-tune continuing from the last accepted
-model (so later trials only prune further), with per-layer targets from one global
-magnitude ranking (each layer capped at `max_layer_sparsity`). A trial is accepted when
+model (so later trials only prune further), with per-layer targets by the settings'
+allocation (each layer capped at `max_layer_sparsity`): one global magnitude ranking (the
+default), every layer at the level (`uniform`), or by each layer's sensitivity, measured
+once per search on the selection data (`sensitivity`, sensitivity.py). A trial is accepted when
 its drop against the dense model, on the same selection examples, holds: with
 `accuracy_decision="confident"` the upper end of the paired 95% interval
 (`components/common/stats.py`) must be within the budget, as the gate decides; with
@@ -27,6 +29,8 @@ from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import settings as settings_lib
 from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.prune_trainer import pruning
+from tfx_bonsai.components.prune_trainer import sensitivity as sensitivity_lib
+from tfx_bonsai.components.prune_trainer import settings
 from tfx_bonsai.components.prune_trainer.settings import SearchConfig  # noqa: F401
 
 POINT, CONFIDENT = settings_lib.POINT, settings_lib.CONFIDENT   # as the gate's accuracy_decision
@@ -63,9 +67,13 @@ class SearchResult:
   accuracy_decision: str = CONFIDENT
   stopped: str = ""             # why the search stopped
   dense_weights_gzip_bytes: int = 0
+  allocation: str = ""
+  sensitivity: Optional[sensitivity_lib.Sensitivity] = None   # allocation "sensitivity"
 
   def report(self) -> Dict[str, Any]:
     return {"dense_accuracy": self.dense_accuracy, "within_budget": self.within_budget,
+            "allocation": self.allocation,
+            "sensitivity": self.sensitivity.report() if self.sensitivity else None,
             "dense_weights_gzip_bytes": self.dense_weights_gzip_bytes,
             "max_accuracy_drop": self.max_accuracy_drop,
             "accuracy_decision": self.accuracy_decision, "stopped": self.stopped,
@@ -177,8 +185,12 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
              "%d trials", dense_accuracy, dense_correct.size, search_config.max_accuracy_drop,
              decision, list(search_config.levels), search_config.max_trials)
   start = time.time()
+  allocation = config.resolved_allocation(searching=True)
+  measured = None
+  if allocation == settings.SENSITIVITY:   # once per search, on the dense model
+    measured = pruning.measure_sensitivity(model, layers, eval_ds, loss, head, metric)
   trial_config = dataclasses.replace(config, epochs=search_config.epochs_per_trial,
-                                     allocation="uniform")
+                                     allocation=settings.UNIFORM)
   trials: List[Trial] = []
   best: Optional[Tuple[pruning.PruneResult, Trial]] = None
   fallback: Optional[Tuple[pruning.PruneResult, Trial]] = None
@@ -199,7 +211,8 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
     level = pending.pop(0)
     began = time.time()
     current = {n: pruning.kernel_sparsity(base, [n]) for n in layers}
-    finals = pruning.allocate(base, layers, level, search_config.max_layer_sparsity)
+    finals = pruning.layer_sparsities(base, layers, level, allocation,
+                                      search_config.max_layer_sparsity, measured)
     targets = {n: (current[n], max(current[n], finals[n])) for n in layers}
     result = pruning.prune(_copy(base), train_ds, None, num_train_examples, trial_config,
                            loss=loss, metrics=metrics, log_dir=log_dir, layer_targets=targets,
@@ -248,4 +261,4 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
            time.time() - start, stopped)
   return SearchResult(chosen[0].model, chosen[0], dense_accuracy, trials, best is not None,
                       search_config.max_accuracy_drop, decision, stopped,
-                      weights_gzip_bytes(model))
+                      weights_gzip_bytes(model), allocation, measured)

@@ -13,7 +13,10 @@ from tfx_bonsai.components.common import settings as settings_lib
 from tfx_bonsai.components.common.settings import setting
 
 SCHEDULES = ("polynomial", "constant")
-ALLOCATIONS = ("uniform", "global_magnitude")
+# How the overall sparsity is shared among layers: "" is uniform for a fixed target and
+# global_magnitude in the search (as before "sensitivity" existed).
+UNIFORM, GLOBAL_MAGNITUDE, SENSITIVITY = "uniform", "global_magnitude", "sensitivity"
+ALLOCATIONS = ("", UNIFORM, GLOBAL_MAGNITUDE, SENSITIVITY)
 POLICIES = ("", "xnnpack")
 DISTRIBUTIONS = ("", "mirrored")  # "": one device; "mirrored": tf.distribute.MirroredStrategy
 MAX_CLUSTERS = 256  # an 8-bit weight cannot hold more distinct values
@@ -84,7 +87,8 @@ class PruneTrainerSettings(settings_lib.Settings):
   # "" (accuracy; MAE for regression), "accuracy", "mae" or "rmse".
   head: str = setting("auto", check=settings_lib.one_of(settings_lib.HEADS))
   metric: str = setting("", check=settings_lib.metric_name)
-  allocation: str = setting("uniform", check=settings_lib.one_of(ALLOCATIONS))
+  # "": uniform for a fixed target, global_magnitude in the search.
+  allocation: str = setting("", check=settings_lib.one_of(ALLOCATIONS))
   # The search: empty levels turn it off.
   search_levels: List[float] = setting(default_factory=list, check=_levels,
                                        config="search.levels", runtime=False)
@@ -99,7 +103,7 @@ class PruneTrainerSettings(settings_lib.Settings):
   search_accuracy_decision: str = setting(
       settings_lib.CONFIDENT, check=settings_lib.one_of(settings_lib.ACCURACY_DECISIONS),
       config="search.accuracy_decision")
-  # Per-layer cap of the search's global magnitude allocation: below 1 (TFMOT's bound).
+  # Per-layer cap of the search's per-layer allocation: below 1 (TFMOT's bound).
   search_max_layer_sparsity: float = setting(
       DEFAULT_MAX_LAYER_SPARSITY,
       check=settings_lib.fraction(low_open=True, high_open=True,
@@ -127,9 +131,10 @@ class PruneTrainerSettings(settings_lib.Settings):
       raise self.error("end_step", f"must be > begin_step={self.begin_step}, or 0 to choose it, "
                        f"got {self.end_step}")
     if (known("allocation", "sparsity_m_by_n", "pruning_policy")
-        and self.allocation == "global_magnitude" and (self.sparsity_m_by_n or self.pruning_policy)):
-      raise self.error("allocation", "'global_magnitude' sets a sparsity per layer; it cannot be "
-                       "combined with sparsity_m_by_n or pruning_policy")
+        and self.allocation in (GLOBAL_MAGNITUDE, SENSITIVITY)
+        and (self.sparsity_m_by_n or self.pruning_policy)):
+      raise self.error("allocation", f"'{self.allocation}' sets a sparsity per layer; it cannot "
+                       "be combined with sparsity_m_by_n or pruning_policy")
     if (known("pruning_policy", "sparsity_m_by_n") and self.pruning_policy == "xnnpack"
         and (self.sparsity_m_by_n or self.include_layers or self.exclude_layers)):
       raise self.error("pruning_policy", "'xnnpack' prunes the whole model with XNNPack's structure; "
@@ -141,6 +146,11 @@ class PruneTrainerSettings(settings_lib.Settings):
       raise self.error(*problem)
     if known("label_key") and not self.label_key and not self.module_file:
       raise self.error("label_key", "must name the label feature (e.g. 'label'), got ''")
+
+  def resolved_allocation(self, searching: bool) -> str:
+    """The allocation in effect: `allocation`, or for "" uniform (fixed target) or
+    global_magnitude (the search)."""
+    return self.allocation or (GLOBAL_MAGNITUDE if searching else UNIFORM)
 
   @property
   def m_by_n(self) -> Optional[Tuple[int, int]]:

@@ -1,10 +1,12 @@
 """The benchmarks' row building and tables on tiny inputs; nothing here asserts a timing."""
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 from bench import __main__ as bench_main
+from bench import allocation as allocation_bench
 from bench import compression
 from bench import install
 from bench import latency as latency_bench
@@ -110,16 +112,17 @@ ALL = None  # every benchmark, in the registry's order
 
 
 @pytest.mark.parametrize("argv, names, seeds", [
-    ([], ALL, (0, 1, 2)),
+    ([], ALL, None),   # each benchmark's own seeds
     (["latency", "compression", "--seeds", "2"], ["compression", "latency"], (0, 1)),
     (["1"], ALL, (0,)),
+    (["allocation"], ["allocation"], None),
 ])
 def test_bench_selects_benchmarks_in_order(argv, names, seeds):
   assert bench_main.parse_args(argv) == (names or list(bench_main.BENCHMARKS), seeds)
 
 
 def test_bench_runs_every_module_by_default():
-  assert {"compression", "latency", "throughput", "overhead", "install"} <= set(
+  assert {"compression", "latency", "throughput", "overhead", "install", "allocation"} <= set(
       bench_main.BENCHMARKS)
 
 
@@ -127,6 +130,30 @@ def test_bench_rejects_an_unknown_name(capsys):
   with pytest.raises(SystemExit):
     bench_main.parse_args(["speed"])
   assert "unknown benchmark 'speed'" in capsys.readouterr().err
+
+
+def test_allocation_rows_and_table_on_a_tiny_search():
+  """The compact MobileNetV2 is flat Keras 2 with depthwise convolutions; one seed, one
+  trial per allocation, two dense epochs: the rows carry every figure the table prints."""
+  model = allocation_bench.build_compact_mobilenet()
+  kinds = {type(l).__name__ for l in model.layers}
+  assert {"DepthwiseConv2D", "BatchNormalization", "Add", "GlobalAveragePooling2D"} <= kinds
+  assert not any(isinstance(l, keras.Model) for l in model.layers)   # flat
+  config = dataclasses.replace(allocation_bench.SEARCH, levels=(0.5,), max_trials=1,
+                               epochs_per_trial=1, max_accuracy_drop=1.0)
+  rows = allocation_bench.run_seed(0, search_config=config, dense_epochs=1)
+  assert [r["config"] for r in rows] == ["uniform", "global_magnitude", "sensitivity"]
+  for r in rows:
+    assert r["benchmark"] == "allocation" and r["trials"] == 1 and r["level"] == 0.5
+    assert r["sparsity"] == pytest.approx(0.5, abs=0.01) and r["ratio"] > 1
+    assert r["accuracy_drop_ci95_low_pp"] <= r["accuracy_drop_pp"] <= r["accuracy_drop_ci95_high_pp"]
+  assert rows[0]["sensitivity_seconds"] is None and rows[2]["sensitivity_seconds"] > 0
+  # uniform gives every layer the level; sensitivity does not.
+  assert len({round(s, 2) for s in rows[0]["layer_sparsity"].values()}) == 1
+  assert len({round(s, 2) for s in rows[2]["layer_sparsity"].values()}) > 1
+  text = allocation_bench.table(rows)
+  assert text.count("\n") == len(rows) + 1 and "sensitivity" in text
+  json.dumps(rows)
 
 
 def test_install_rows_and_table():

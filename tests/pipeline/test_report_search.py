@@ -20,3 +20,14 @@ def test_search_chart_plots_ratio_against_drop_with_intervals():
   made = {name: png for name, _, png in report.charts(summary)}
   assert base64.b64decode(made["search"])[:8] == b"\x89PNG\r\n\x1a\n"
   assert "search" not in {name for name, _, _ in report.charts({"search": {"trials": []}})}
+
+
+def test_sensitivity_chart_from_the_measured_layers():
+  layer = lambda weights, increases: {"weights": weights, "sparsities": [0.5, 0.9, 1.0],
+                                      "loss_increase": increases, "metric_drop": [0, 0, 0]}
+  summary = {"run_id": "r1", "layer_sparsity": {"conv": 0.3, "dense": 0.95},
+             "sensitivity": {"examples": 300, "layers": {"conv": layer(144, [0.5, 6.0, 9.0]),
+                                                         "dense": layer(9000, [0.0, 0.1, 2.0])}}}
+  made = {name: png for name, _, png in report.charts(summary)}
+  assert base64.b64decode(made["sensitivity"])[:8] == b"\x89PNG\r\n\x1a\n"
+  assert "sensitivity" not in {name for name, _, _ in report.charts({"sensitivity": None})}

@@ -87,7 +87,8 @@ def test_invalid_search_config(change, message):
 
 
 def test_allocation_is_validated():
-  with pytest.raises(pruning.PruningError, match=r"allocation must be one of \['uniform', 'global_magnitude'\]"):
+  with pytest.raises(pruning.PruningError, match=(
+      r"allocation must be one of \['', 'uniform', 'global_magnitude', 'sensitivity'\]")):
     pruning.PruningConfig(allocation="random").validate()
   with pytest.raises(pruning.PruningError, match="cannot be combined with sparsity_m_by_n"):
     pruning.PruningConfig(allocation="global_magnitude", sparsity_m_by_n="2:4").validate()
