@@ -59,6 +59,13 @@ def test_happy_path_is_blessed_and_pushed(happy, root):
   assert np.mean(np.argmax(predictions, 1) == labels[:200]) > 0.8
 
 
+def test_the_digits_config_imports_its_schema(happy, root):
+  from ml_metadata import metadata_store
+  store = metadata_store.MetadataStore(local.metadata_config(_config(root)))
+  ran = {t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
+  assert "ImportSchemaGen" in ran and not {"StatisticsGen", "SchemaGen"} & ran, ran
+
+
 def test_second_run_is_served_from_the_cache(happy, root):
   from ml_metadata import metadata_store
   config = _config(root)
