@@ -185,9 +185,9 @@ def table(rows: List[Dict[str, Any]]) -> str:
   runs = [r for r in rows if r.get("component_seconds")]
   if not runs:
     return "\n".join(lines)
-  names: List[str] = []
-  for r in runs:
-    names += [n for n in r["component_seconds"] if n not in names]
+  order = list(config_lib.COMPONENT_IDS)
+  names = sorted({n for r in runs for n in r["component_seconds"]},
+                 key=lambda n: (order.index(n) if n in order else len(order), n))
   lines += ["", f"{'seconds per component':28}"
             + "".join(f"{r.get('way') or r['config']:>10}" for r in runs)]
   for name in names:
