@@ -1,6 +1,7 @@
 """data.schema / create_pipeline(schema_path=...): ImportSchemaGen instead of StatisticsGen and
 SchemaGen; the imported schema reaches every component that reads one. (The end-to-end run
 with it is test_pipeline_e2e.py's: configs/digits.yaml imports the digits schema.)"""
+import json
 import os
 
 import pytest
@@ -55,3 +56,14 @@ def test_imported_schema_on_vertex_from_a_bucket_takes_resources():
   component = _components(config)["ImportSchemaGen"]
   assert component.exec_properties["schema_file"] == "gs://YOUR_BUCKET/bonsai/schema.pbtxt"
   assert component.platform_config.cpu_limit == 1
+
+
+def test_compiled_for_vertex_with_the_schema_from_a_bucket(tmp_path):
+  from tfx_bonsai.pipeline.runners import kubeflow
+  config = config_lib.load(os.path.join(REPO, "configs", "vertex.yaml"), [
+      "runner.project=p", "runner.image=us-central1-docker.pkg.dev/p/bonsai/tfx-bonsai:0.2.0",
+      "data.schema=gs://YOUR_BUCKET/bonsai/schema.pbtxt"])
+  job = kubeflow.compile_pipeline(config, str(tmp_path / "pipeline.json"))
+  tasks = set(job["pipelineSpec"]["root"]["dag"]["tasks"])
+  assert "ImportSchemaGen" in tasks and not set(INFERRED) & tasks
+  assert "gs://YOUR_BUCKET/bonsai/schema.pbtxt" in json.dumps(job)
