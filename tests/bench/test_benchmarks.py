@@ -104,9 +104,12 @@ def test_overhead_config_rows_and_table(tmp_path):
   assert re.search(r"ImportSchemaGen +- +0\.1\n", text), text
   assert re.search(r"sum of components +64\.0 +58\.1\n", text), text
   assert re.search(r"fixed cost \(- plain\) +50\.0 +30\.0", text), text
-  note = overhead.closing_note(rows)
+  note = overhead.closing_note(rows, cores=2)
   assert "50.0 s before -> 30.0 s now (goal <= 10 s: not met)" in note
   assert "1.50x -> 1.30x (goal <= 1.5x: met)" in note
+  rows[1]["load_1min"] = 5.5  # other jobs on the 2 cores: the run-to-run noise exceeds the goal
+  note = overhead.closing_note(rows, cores=2)
+  assert "(goal <= 10 s: not decidable here)" in note and "load average up to 5.5 on 2" in note
   # The config's Beam arguments, and the multi-processing variant measured beside them.
   assert config.runner.beam_args == ["--direct_running_mode=in_memory"]
   multi = overhead.load_config(str(tmp_path), overhead.MULTI_PROCESSING)
