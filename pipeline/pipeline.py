@@ -88,9 +88,10 @@ def create_pipeline(config: BonsaiConfig,
     example_gen = tfx.components.ImportExampleGen(input_base=config.data.path,
                                                   output_config=split)
   examples = example_gen.outputs["examples"]
+  schema_key = "data.schema" if schema_path is None else "schema_path"
   schema_path = config.data.schema if schema_path is None else schema_path
   if schema_path:
-    config_lib.validate_schema(schema_path, config.data.label_key, "schema_path")
+    config_lib.validate_schema(schema_path, config.data.label_key, schema_key)
     schema_components = [tfx.components.ImportSchemaGen(schema_file=schema_path)]
   else:
     statistics_gen = tfx.components.StatisticsGen(examples=examples)

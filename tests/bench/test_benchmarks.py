@@ -92,14 +92,16 @@ def test_overhead_config_rows_and_table(tmp_path):
                          "outside_components": 1.0,
                          "component_seconds": {"StatisticsGen": 4.0, "Trainer": 20.0,
                                                "PruneTrainer": 40.0}},
-       overhead.NOW: {"seconds": 130.0, "outside_components": 1.0,
+       overhead.NOW: {"seconds": 130.0, "outside_components": 1.0, "cpu_seconds": 150.0,
                       "component_seconds": {"ImportSchemaGen": 0.1, "Trainer": 18.0,
                                             "PruneTrainer": 40.0}}},
-      {"seconds": 100.0, "candidate_accuracy": 0.98})
+      {"seconds": 100.0, "candidate_accuracy": 0.98, "cpu_seconds": 120.0})
   assert [r["overhead_ratio"] for r in rows] == [1.0, 1.5, 1.3]
+  assert [r.get("fixed_cpu_seconds") for r in rows] == [0.0, None, 30.0]
+  assert rows[2]["cpu_ratio"] == 1.25
   assert [r["fixed_seconds"] for r in rows] == [0.0, 50.0, 30.0]
   text = overhead.table(rows)
-  assert "1.50x" in text and "0.9700" in text
+  assert "1.50x" in text and "0.9700" in text and "1.25x" in text
   assert re.search(r"StatisticsGen +4\.0 +-\n", text), text
   assert re.search(r"ImportSchemaGen +- +0\.1\n", text), text
   assert re.search(r"sum of components +64\.0 +58\.1\n", text), text
