@@ -53,11 +53,19 @@ def parse_args(argv):
 
 def kept_rows(names):
   """Rows of the previous results file from benchmarks not run now."""
+  return [r for r in _previous().get("rows", []) if r.get("benchmark") not in names]
+
+
+def kept_seconds(names):
+  """The previous results file's seconds of benchmarks not run now."""
+  return {k: v for k, v in _previous().get("seconds", {}).items() if k not in names}
+
+
+def _previous():
   if not os.path.exists(RESULTS):
-    return []
+    return {}
   with open(RESULTS) as f:
-    previous = json.load(f)
-  return [r for r in previous.get("rows", []) if r.get("benchmark") not in names]
+    return json.load(f)
 
 
 def main(argv) -> int:
@@ -72,10 +80,11 @@ def main(argv) -> int:
     rows += BENCHMARKS[name].run(seeds) if seeds else BENCHMARKS[name].run()
     seconds[name] = round(time.monotonic() - start, 1)
     print(f"({name}: {seconds[name]:.0f} s)", flush=True)
-  kept = kept_rows(names)
+  kept, kept_time = kept_rows(names), kept_seconds(names)
   os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
   with open(RESULTS, "w") as f:
-    json.dump({"date": str(datetime.date.today()), "machine": machine, "seconds": seconds,
+    json.dump({"date": str(datetime.date.today()), "machine": machine,
+               "seconds": {**kept_time, **seconds},
                "rows": rows + kept}, f, indent=2)
   total = sum(seconds.values())
   print(f"\n{len(names)} benchmark(s) in {total:.0f} s ({total / 60:.1f} min); saved {RESULTS}"

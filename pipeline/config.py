@@ -30,6 +30,8 @@ class DataConfig:
   format: str = "tfrecord"            # tfrecord | csv
   embedded: str = ""                  # "" | "digits": export the embedded set to `path` first
   label_key: str = "label"
+  schema: str = ""                    # a schema.pbtxt: ImportSchemaGen instead of
+                                      # StatisticsGen + SchemaGen ("": infer it each run)
   train_buckets: int = 4              # hash split train:selection:eval
   selection_buckets: int = 1
   eval_buckets: int = 1
@@ -265,6 +267,8 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
     raise ConfigError(f"data.path: '{config.data.path}' is not a directory")
   if not config.data.label_key:
     raise ConfigError("data.label_key: must name the label feature")
+  if config.data.schema:
+    validate_schema(config.data.schema, config.data.label_key)
   for key in ("train_buckets", "selection_buckets", "eval_buckets"):
     if getattr(config.data, key) < 1:
       raise ConfigError(f"data.{key}: must be >= 1, got {getattr(config.data, key)}")
@@ -305,6 +309,36 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
   return config
 
 
+def read_schema(path: str, key: str = "data.schema"):
+  """The TFMD Schema in the local text file `path`; ConfigError naming `key`."""
+  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise ConfigError(f"{key}: no such file '{path}' (a schema.pbtxt, e.g. the one SchemaGen "
+                      "wrote in an earlier run; a relative path is taken from the current "
+                      "directory)")
+  with open(path) as f:
+    try:
+      return text_format.Parse(f.read(), schema_pb2.Schema())
+    except (text_format.ParseError, UnicodeDecodeError) as e:
+      raise ConfigError(f"{key}: '{path}' is not a TFMD Schema in text format "
+                        f"(schema.pbtxt): {e}") from e
+
+
+def validate_schema(path: str, label_key: str, key: str = "data.schema") -> None:
+  """A schema file ImportSchemaGen can use: parses, has the label. A gs:// (or other remote)
+  URI is read by ImportSchemaGen when the run starts, so it is not checked here."""
+  if "://" in path:
+    return
+  schema = read_schema(path, key)
+  names = [f.name for f in schema.feature]
+  if not names:
+    raise ConfigError(f"{key}: '{path}' has no features")
+  if label_key not in names:
+    raise ConfigError(f"{key}: '{path}' has no feature '{label_key}' (data.label_key); "
+                      f"its features are {names}")
+
+
 def _validate_runtime_parameters(config: BonsaiConfig) -> None:
   keys = config.runner.runtime_parameters
   if not keys:
@@ -322,9 +356,9 @@ def _validate_runtime_parameters(config: BonsaiConfig) -> None:
 
 
 # The pipeline's component ids (create_pipeline), for runner.resources.
-COMPONENT_IDS = ("ImportExampleGen", "CsvExampleGen", "StatisticsGen", "SchemaGen", "Trainer",
-                 "PruneTrainer", "TFLiteConverter", "SparsityValidator", "CompressionEvaluator",
-                 "Pusher")
+COMPONENT_IDS = ("ImportExampleGen", "CsvExampleGen", "StatisticsGen", "SchemaGen",
+                 "ImportSchemaGen", "Trainer", "PruneTrainer", "TFLiteConverter",
+                 "SparsityValidator", "CompressionEvaluator", "Pusher")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 _KMS_KEY = re.compile(r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+")

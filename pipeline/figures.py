@@ -68,10 +68,11 @@ def key_figure(node_id: str, outputs: Dict[str, List[Any]]) -> str:
     return "splits " + ", ".join(_splits(outputs["examples"][0]))
   if outputs.get("statistics"):
     return _example_counts(outputs["statistics"][0])
-  if outputs.get("schema") and node_id == "SchemaGen":
+  if outputs.get("schema") and node_id in ("SchemaGen", "ImportSchemaGen"):
     path = os.path.join(outputs["schema"][0].uri, "schema.pbtxt")
     text = tf.io.gfile.GFile(path).read() if tf.io.gfile.exists(path) else ""
-    return f"{text.count('feature {')} features"
+    return f"{text.count('feature {')} features" + (
+        ", imported" if node_id == "ImportSchemaGen" else "")
   if outputs.get("pruned_model"):
     p = _props(outputs["pruned_model"])
     accuracy = p.get("eval_accuracy")

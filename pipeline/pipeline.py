@@ -1,5 +1,5 @@
-"""create_pipeline: ExampleGen -> StatisticsGen -> SchemaGen -> Trainer -> PruneTrainer ->
-TFLiteConverter -> SparsityValidator -> CompressionEvaluator -> Pusher."""
+"""create_pipeline: ExampleGen -> StatisticsGen -> SchemaGen (or ImportSchemaGen) -> Trainer ->
+PruneTrainer -> TFLiteConverter -> SparsityValidator -> CompressionEvaluator -> Pusher."""
 from typing import List, Optional, Sequence
 
 from tfx import v1 as tfx
@@ -55,8 +55,13 @@ def resource_spec(resources: config_lib.ResourceSection):
 def create_pipeline(config: BonsaiConfig,
                     beam_pipeline_args: Optional[List[str]] = None,
                     metadata_connection_config=None,
-                    runtime_parameters: Sequence[str] = ()) -> tfx.dsl.Pipeline:
+                    runtime_parameters: Sequence[str] = (),
+                    schema_path: Optional[str] = None) -> tfx.dsl.Pipeline:
   """The tfx-bonsai pipeline for a validated `config`.
+
+  `schema_path` (default: config.data.schema): a schema.pbtxt the pipeline imports with
+  ImportSchemaGen instead of computing statistics and inferring the schema each run
+  (StatisticsGen and SchemaGen are left out); "" infers it.
 
   `beam_pipeline_args` (default: config.runner.beam_args) reach every Beam-using component.
   The production baseline is the latest TFLite model this pipeline's gate blessed.
@@ -83,10 +88,16 @@ def create_pipeline(config: BonsaiConfig,
     example_gen = tfx.components.ImportExampleGen(input_base=config.data.path,
                                                   output_config=split)
   examples = example_gen.outputs["examples"]
-  statistics_gen = tfx.components.StatisticsGen(examples=examples)
-  schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
-                                        infer_feature_shape=True)
-  schema = schema_gen.outputs["schema"]
+  schema_key = "data.schema" if schema_path is None else "schema_path"
+  schema_path = config.data.schema if schema_path is None else schema_path
+  if schema_path:
+    config_lib.validate_schema(schema_path, config.data.label_key, schema_key)
+    schema_components = [tfx.components.ImportSchemaGen(schema_file=schema_path)]
+  else:
+    statistics_gen = tfx.components.StatisticsGen(examples=examples)
+    schema_components = [statistics_gen, tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)]
+  schema = schema_components[-1].outputs["schema"]
 
   trainer_args = dict(
       examples=examples, schema=schema,
@@ -139,7 +150,7 @@ def create_pipeline(config: BonsaiConfig,
               base_directory=config.push.destination)),
       custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPushExecutor))
 
-  components = [example_gen, statistics_gen, schema_gen, trainer, prune_trainer,
+  components = [example_gen, *schema_components, trainer, prune_trainer,
                 converter, sparsity_validator, production, evaluator, pusher]
   if config.runner.type in ("vertex", "kubeflow"):
     for component in components:

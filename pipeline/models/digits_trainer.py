@@ -42,23 +42,31 @@ def build_seed_cnn(width: float = 1.0):
 def run_fn(fn_args: FnArgs) -> None:
   """Trains the seed CNN and saves it with a tf.Example serving signature.
 
-  custom_config: `epochs` (default 4), `batch_size` (32), `width` (1.0).
+  custom_config: `epochs` (default 4), `batch_size` (32), `width` (1.0),
+  `validate_every_epoch` (false: the eval split is scored once, after the last epoch, each
+  example once, in at most eval_steps batches; true: after every epoch, eval_steps batches
+  of the repeated split, as before issue 16 - only the last score is ever read).
   """
   config = fn_args.custom_config or {}
   epochs = int(config.get("epochs", 4))
   batch_size = int(config.get("batch_size", 32))
+  eval_steps = fn_args.eval_steps or 12
   schema = io_utils.parse_pbtxt_file(fn_args.schema_path, schema_pb2.Schema())
 
-  def dataset(pattern, shuffle):
+  def dataset(pattern, shuffle, num_epochs=None):
     return fn_args.data_accessor.tf_dataset_factory(
         pattern, TensorFlowDatasetOptions(batch_size=batch_size, label_key=digits.LABEL_KEY,
-                                          shuffle=shuffle), schema).repeat()
+                                          shuffle=shuffle, num_epochs=num_epochs), schema)
 
   train_steps = fn_args.train_steps or 45
   model = build_seed_cnn(float(config.get("width", 1.0)))
-  history = model.fit(dataset(fn_args.train_files, True), epochs=epochs,
-                      steps_per_epoch=max(1, train_steps // epochs),
-                      validation_data=dataset(fn_args.eval_files, False),
-                      validation_steps=fn_args.eval_steps or 12, verbose=2)
+  if config.get("validate_every_epoch", False):
+    validation = dict(validation_data=dataset(fn_args.eval_files, False).repeat(),
+                      validation_steps=eval_steps)
+  else:
+    validation = dict(validation_data=dataset(fn_args.eval_files, False, 1).take(eval_steps),
+                      validation_freq=[epochs])
+  history = model.fit(dataset(fn_args.train_files, True).repeat(), epochs=epochs,
+                      steps_per_epoch=max(1, train_steps // epochs), verbose=2, **validation)
   logging.info("digits trainer: final eval accuracy %.4f", history.history["val_accuracy"][-1])
   model_io.save_keras_model(model, fn_args.serving_model_dir, examples_lib.feature_spec(schema))

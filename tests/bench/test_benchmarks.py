@@ -1,6 +1,7 @@
 """The benchmarks' row building and tables on tiny inputs; nothing here asserts a timing."""
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -82,20 +83,43 @@ def test_overhead_config_rows_and_table(tmp_path):
   assert config.pipeline_root == str(tmp_path / "pipeline")
   assert config.push.destination == str(tmp_path / "serving")
   assert config.runner.enable_cache is False and config.conversion.quantization == "int8"
-  rows = overhead.rows_for({"seconds": 150.0, "candidate_accuracy": 0.97, "blessed": True,
-                            "component_seconds": {"Trainer": 20.0, "PruneTrainer": 40.0}},
-                           {"seconds": 100.0, "candidate_accuracy": 0.98})
-  assert [r["overhead_ratio"] for r in rows] == [1.0, 1.5]
+  assert config.data.schema == overhead.DIGITS_SCHEMA  # cwd-independent
+  assert "validate_every_epoch" not in config.trainer.custom_config
+  # The old way, measured beside the new in the same run.
+  before = overhead.load_config(str(tmp_path), way=overhead.BEFORE)
+  assert before.data.schema == ""
+  assert before.trainer.custom_config == {**config.trainer.custom_config,
+                                          "validate_every_epoch": True}
+  rows = overhead.rows_for(
+      {overhead.BEFORE: {"seconds": 150.0, "candidate_accuracy": 0.97, "load_1min": 2.0,
+                         "outside_components": 1.0,
+                         "component_seconds": {"StatisticsGen": 4.0, "Trainer": 20.0,
+                                               "PruneTrainer": 40.0}},
+       overhead.NOW: {"seconds": 130.0, "outside_components": 1.0, "cpu_seconds": 150.0,
+                      "component_seconds": {"ImportSchemaGen": 0.1, "Trainer": 18.0,
+                                            "PruneTrainer": 40.0}}},
+      {"seconds": 100.0, "candidate_accuracy": 0.98, "cpu_seconds": 120.0})
+  assert [r["overhead_ratio"] for r in rows] == [1.0, 1.5, 1.3]
+  assert [r.get("fixed_cpu_seconds") for r in rows] == [0.0, None, 30.0]
+  assert rows[2]["cpu_ratio"] == 1.25
+  assert [r["fixed_seconds"] for r in rows] == [0.0, 50.0, 30.0]
   text = overhead.table(rows)
-  assert "1.50x" in text and "0.9700" in text
-  assert "60 s of 150 s inside components" in text and "PruneTrainer 40, Trainer 20" in text
+  assert "1.50x" in text and "0.9700" in text and "1.25x" in text
+  assert re.search(r"StatisticsGen +4\.0 +-\n", text), text
+  assert re.search(r"ImportSchemaGen +- +0\.1\n", text), text
+  assert re.search(r"sum of components +64\.0 +58\.1\n", text), text
+  assert re.search(r"fixed cost \(- plain\) +50\.0 +30\.0", text), text
+  note = overhead.closing_note(rows, cores=2)
+  assert "50.0 s before -> 30.0 s now (goal <= 10 s: not met)" in note
+  assert "1.50x -> 1.30x (goal <= 1.5x: met)" in note
+  rows[1]["load_1min"] = 5.5  # other jobs on the 2 cores: the run-to-run noise exceeds the goal
+  note = overhead.closing_note(rows, cores=2)
+  assert "(goal <= 10 s: not decidable here)" in note and "load average up to 5.5 on 2" in note
   # The config's Beam arguments, and the multi-processing variant measured beside them.
   assert config.runner.beam_args == ["--direct_running_mode=in_memory"]
   multi = overhead.load_config(str(tmp_path), overhead.MULTI_PROCESSING)
   assert multi.runner.beam_args == ["--direct_running_mode=multi_processing",
                                     "--direct_num_workers=0"]
-  rows = overhead.rows_for({"seconds": 150.0}, {"seconds": 100.0}, {"seconds": 200.0})
-  assert [r["overhead_ratio"] for r in rows] == [1.0, 1.5, 2.0]
 
 
 def test_compression_table_on_fake_rows():

@@ -115,3 +115,28 @@ def test_search_section_defaults_to_the_gate_budget_and_is_validated():
     config_lib.load(DIGITS, ["pruning.search.max_trails=3"])
   with pytest.raises(config_lib.ConfigError, match=r"pruning.allocation: must be one of"):
     config_lib.load(DIGITS, ["pruning.allocation=random"])
+
+
+def test_schema_file_is_checked_before_anything_runs(tmp_path):
+  config = config_lib.load(DIGITS)
+  assert config.data.schema == "configs/digits.schema.pbtxt"
+  assert config_lib.load(DIGITS, ["data.schema="]).data.schema == ""
+  with pytest.raises(config_lib.ConfigError, match=r"data.schema: no such file '.*absent.pbtxt'"):
+    config_lib.load(DIGITS, [f"data.schema={tmp_path / 'absent.pbtxt'}"])
+  garbage = tmp_path / "garbage.pbtxt"
+  garbage.write_text("feature { name: 'image' type: FLAOT }\n")
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"data.schema: '.*garbage.pbtxt' is not a TFMD Schema in text format"):
+    config_lib.load(DIGITS, [f"data.schema={garbage}"])
+  empty = tmp_path / "empty.pbtxt"
+  empty.write_text("")
+  with pytest.raises(config_lib.ConfigError, match=r"data.schema: '.*empty.pbtxt' has no features"):
+    config_lib.load(DIGITS, [f"data.schema={empty}"])
+  no_label = tmp_path / "no_label.pbtxt"
+  no_label.write_text("feature { name: 'image' type: FLOAT }\n")
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"data.schema: .* has no feature 'label' \(data.label_key\); its "
+                           r"features are \['image'\]"):
+    config_lib.load(DIGITS, [f"data.schema={no_label}"])
+  # A remote URI is read by ImportSchemaGen when the run starts.
+  assert config_lib.load(DIGITS, ["data.schema=gs://b/schema.pbtxt"]).data.schema.startswith("gs://")

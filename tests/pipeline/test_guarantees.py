@@ -46,7 +46,7 @@ from tests.helpers import snapshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(REPO, "configs", "digits.yaml")
-UPSTREAM = ("ImportExampleGen", "StatisticsGen", "SchemaGen", "Trainer")
+UPSTREAM = ("ImportExampleGen", "ImportSchemaGen", "Trainer")  # configs/digits.yaml
 
 
 def _overrides(root, *extra):

@@ -21,7 +21,7 @@ from tfx_bonsai.pipeline import console
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(REPO, "configs", "digits.yaml")
-NODES = ("ImportExampleGen", "StatisticsGen", "SchemaGen", "Trainer", "PruneTrainer",
+NODES = ("ImportExampleGen", "ImportSchemaGen", "Trainer", "PruneTrainer",
          "TFLiteConverter", "SparsityValidator", "latest_blessed_model_resolver",
          "CompressionEvaluator", "Pusher")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -82,7 +82,8 @@ def test_default_output_is_a_line_per_component_then_the_summary(quiet):
   assert re.search(r"sparsity 0\.\d{3}, eval accuracy 0\.\d{3}$", end["PruneTrainer"])
   assert re.search(r"int8 TFLite [\d.]+ MB \([\d.]+ MB gzip\), agreement [\d.]+$",
                    end["TFLiteConverter"])
-  assert re.search(r"train [\d,]+, selection [\d,]+, eval [\d,]+ examples$", end["StatisticsGen"])
+  assert re.search(r"splits train, selection, eval$", end["ImportExampleGen"])
+  assert re.search(r"2 features, imported$", end["ImportSchemaGen"])  # configs/digits.yaml
   assert re.search(r"(BLESSED|NOT BLESSED), [\d.]+x smaller", end["CompressionEvaluator"])
   assert "compression ratio" in text and "verdict" in text
   # No logs, no TensorFlow start-up lines, no CUDA probe on the terminal.
