@@ -97,9 +97,10 @@ def write_models(uri: str, keras_model, model_bytes: bytes, examples) -> Dict[st
           evaluator_spec.DENSE_MODEL_NAME: model_io.serving_dir(dense)}
 
 
-def candidate_eval_config(label_key: str):
+def candidate_eval_config(label_key: str, batched: bool = False):
   """The gate's EvalConfig reduced to the candidate (`tf_lite`) model."""
-  config = evaluator_executor.make_eval_config(label_key, with_production=False)
+  config = evaluator_executor.make_eval_config(label_key, with_production=False,
+                                               batched=batched)
   keep = [s for s in config.model_specs if s.name == evaluator_spec.CANDIDATE_MODEL_NAME]
   del config.model_specs[:]
   config.model_specs.extend(keep)
@@ -109,7 +110,8 @@ def candidate_eval_config(label_key: str):
 
 
 def tfma_throughput(model_dirs: Dict[str, str], examples, workers: int, output_path: str,
-                    label_key: str = digits.LABEL_KEY, stock: bool = False) -> Dict[str, float]:
+                    label_key: str = digits.LABEL_KEY, stock: bool = False,
+                    batched: bool = False) -> Dict[str, float]:
   """Runs TFMA on the candidate (alone, or with the dense model as the gate does).
 
   With `stock`, TFMA's default extractors (its TFLite DoFn, without XNNPack); else the
@@ -118,9 +120,10 @@ def tfma_throughput(model_dirs: Dict[str, str], examples, workers: int, output_p
   """
   name = evaluator_spec.CANDIDATE_MODEL_NAME
   if len(model_dirs) == 1:
-    eval_config = candidate_eval_config(label_key)
+    eval_config = candidate_eval_config(label_key, batched)
   else:
-    eval_config = evaluator_executor.make_eval_config(label_key, with_production=False)
+    eval_config = evaluator_executor.make_eval_config(label_key, with_production=False,
+                                                      batched=batched)
   shared = {model: tfma.default_eval_shared_model(eval_saved_model_path=path, model_name=model,
                                                   eval_config=eval_config)
             for model, path in model_dirs.items()}
@@ -139,7 +142,7 @@ def tfma_throughput(model_dirs: Dict[str, str], examples, workers: int, output_p
          | "ExtractEvaluateAndWriteResults" >> tfma.ExtractEvaluateAndWriteResults(
              eval_shared_model=list(shared.values()), eval_config=eval_config,
              extractors=(None if stock else evaluator_extractors.make_extractors(
-                 eval_config, shared, adapter_config)),
+                 eval_config, shared, adapter_config, batched=batched)),
              output_path=output_path, tensor_adapter_config=adapter_config))
   seconds = time.monotonic() - start
   by_model = evaluator_executor.read_overall_metrics(output_path)

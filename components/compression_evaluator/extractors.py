@@ -180,18 +180,26 @@ def make_extractors(eval_config: config_pb2.EvalConfig,
                     eval_shared_models: Dict[str, tfma.EvalSharedModel],
                     tensor_adapter_config: tensor_adapter.TensorAdapterConfig,
                     transform_uri: Optional[str] = None, output_path: Optional[str] = None,
-                    head: str = heads.MULTICLASS):
+                    head: str = heads.MULTICLASS, batched: bool = False):
   """TFMA's default extractors for TFLite models, with the mixed-model prediction step.
 
   With `transform_uri` (a TransformGraph), transformed features join the raw ones first.
   With `output_path`, a last step writes the paired outcomes file there, each model right
-  or wrong as `head` decides (a classifier head).
+  or wrong as `head` decides (a classifier head). With `batched`, the extracts stay one per
+  record batch (no UnbatchExtractor, no per-example outcome step) for batched metrics
+  (`metrics.PairedAccuracy`, which also counts the paired outcomes): `output_path` is then
+  not used, and the slicing must be overall only.
   """
+  if batched:
+    slicing = [s for s in eval_config.slicing_specs if s != config_pb2.SlicingSpec()]
+    if slicing or eval_config.cross_slicing_specs:
+      raise ValueError("batched extracts are sliced overall only; the EvalConfig has slicing "
+                       f"specs {[str(s).strip() for s in slicing]}")
   transform = [] if not transform_uri else [tfma_extractor.Extractor(
       stage_name="TransformFeatures",
       ptransform=beam.ParDo(TransformFeaturesDoFn(transform_uri)))]
   paired = []
-  if output_path is not None:
+  if output_path is not None and not batched:
     paired = [tfma_extractor.Extractor(
         stage_name="WritePairedOutcomes",
         ptransform=_WritePairedOutcomes(  # pylint: disable=no-value-for-parameter
@@ -208,6 +216,6 @@ def make_extractors(eval_config: config_pb2.EvalConfig,
           stage_name=predictions_extractor.PREDICTIONS_EXTRACTOR_STAGE_NAME,
           ptransform=_MixedPredictions(  # pylint: disable=no-value-for-parameter
               eval_config=eval_config, eval_shared_models=eval_shared_models)),
-      unbatch_extractor.UnbatchExtractor(),
-      slice_key_extractor.SliceKeyExtractor(eval_config=eval_config),
+      *([] if batched else [unbatch_extractor.UnbatchExtractor()]),
+      slice_key_extractor.SliceKeyExtractor(eval_config=eval_config, materialize=not batched),
   ] + paired
