@@ -6,7 +6,9 @@ candidate and production TFLite models (`tf_lite`) and the dense Keras SavedMode
 (`tf_keras`, or `tf_generic` for a tf.saved_model.save export, fed serialized
 tf.Examples). TFMA 0.52's default extractors refuse to mix tf_lite with other model
 types, so the prediction step chains TFMA's own TFLite and model-signature DoFns, one
-model at a time (`extractors.py`).
+model at a time (`extractors.py`). For classifier heads the extracts stay batched and one
+batched metric (`metrics.PairedAccuracy`) gives every model's example count and accuracy and
+the paired outcomes, written beside TFMA's files as `paired_outcomes.json`.
 
 A failing evaluation does not fail the component: the blessing is written
 NOT_BLESSED with the reason "evaluation failed: ...", so the stock Pusher runs and

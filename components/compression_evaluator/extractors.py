@@ -6,7 +6,9 @@ prediction step chains TFMA's own TFLite and model-signature DoFns, one model at
 multi-model extractors do. TFLite models are predicted with XNNPack on
 (`TFLitePredictionDoFn`). Given an output path, a last step writes the paired outcomes
 (`PAIRED_OUTCOMES_FILE`): how many examples had each pattern of (model right?) over the
-models, from which the gate computes its paired drops.
+models, from which the gate computes its paired drops. With `batched`, the extracts stay
+one per record batch for the batched metric (`metrics.py`), which counts those patterns
+itself.
 """
 import json
 import os
