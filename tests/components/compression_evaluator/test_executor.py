@@ -404,3 +404,34 @@ def test_gate_predicts_with_xnnpack_where_stock_tfma_does_not(small_dense_model)
   ops = lambda i: [op["op_name"] for op in i._get_ops_details()]  # pylint: disable=protected-access
   assert "DELEGATE" in ops(ours)
   assert "DELEGATE" not in ops(stock)
+
+
+def test_whole_batch_inputs_predict_as_tfma_does(tmp_path, small_dense_model, digits_arrays):
+  """The gate's DoFn with `whole_batch_inputs` gives TFMA's predictions, batch after batch of
+  changing sizes, and takes TFMA's way for a feature that is not one numeric array."""
+  from tensorflow_model_analysis import constants as tfma_constants  # pylint: disable=g-import-not-at-top
+  artifact = _tflite_artifact(str(tmp_path / "int8"), _convert(small_dense_model, "dynamic"), 26)
+  config = tfma.EvalConfig(model_specs=[tfma.ModelSpec(model_type="tf_lite")])
+  shared = {"": tfma.default_eval_shared_model(
+      eval_saved_model_path=model_io.serving_dir(artifact.uri), eval_config=config)}
+  whole, tfma_way = (extractors.TFLitePredictionDoFn(config, shared, whole_batch_inputs=flag)
+                     for flag in (True, False))
+  for do_fn in (whole, tfma_way):
+    do_fn.setup()
+  images, _ = digits_arrays
+  assert extractors._whole_batch_inputs(whole, {"image": images[:3]}) is not None  # pylint: disable=protected-access
+  start = 0
+  for size in (37, 1, 200, 37):
+    batch = {tfma_constants.FEATURES_KEY: {"image": images[start:start + size]}}
+    start += size
+    [ours] = whole._batch_reducible_process(batch)  # pylint: disable=protected-access
+    [theirs] = tfma_way._batch_reducible_process(batch)  # pylint: disable=protected-access
+    assert ours[tfma_constants.PREDICTIONS_KEY].shape == (size, 10)
+    np.testing.assert_array_equal(ours[tfma_constants.PREDICTIONS_KEY],
+                                  theirs[tfma_constants.PREDICTIONS_KEY])
+  # A list of arrays per example (not one array): TFMA's way, the same predictions.
+  listed = {tfma_constants.FEATURES_KEY: {"image": list(images[:5])}}
+  assert extractors._whole_batch_inputs(whole, listed[tfma_constants.FEATURES_KEY]) is None  # pylint: disable=protected-access
+  np.testing.assert_array_equal(
+      whole._batch_reducible_process(listed)[0][tfma_constants.PREDICTIONS_KEY],  # pylint: disable=protected-access
+      tfma_way._batch_reducible_process(listed)[0][tfma_constants.PREDICTIONS_KEY])  # pylint: disable=protected-access
