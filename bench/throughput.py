@@ -6,8 +6,8 @@ alone as `tf_lite`: the gate's EvalConfig (`make_eval_config`) reduced to the
 candidate, (i) with TFMA's stock extractors (its TFLitePredictionDoFn, which runs
 without XNNPack), (ii) with the gate's old way (`make_extractors`: the same chain with
 bonsai's XNNPack-enabled prediction DoFn, unbatched, TFMA's per-example ExampleCount and
-accuracy) and (iii) its new way (`batched=True`: the extracts stay batches, one batched
-metric, `metrics.PairedAccuracy`). Its time is the whole Beam run: start-up, reading and
+accuracy) and (iii) its new way (`batched=True`: TFLite inputs set from each batch's
+arrays at once, the extracts stay batches, one batched metric, `metrics.PairedAccuracy`). Its time is the whole Beam run: start-up, reading and
 parsing the records, predicting, computing and writing metrics. At the smallest size, the
 gate's full run too (candidate `tf_lite` and the dense Keras model, 2 workers), both ways.
 (b) The seed tutorial's loop: one `tf.lite.Interpreter` (XNNPack on), `set_tensor` +
