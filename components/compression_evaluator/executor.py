@@ -6,7 +6,9 @@ candidate and production TFLite models (`tf_lite`) and the dense Keras SavedMode
 (`tf_keras`, or `tf_generic` for a tf.saved_model.save export, fed serialized
 tf.Examples). TFMA 0.52's default extractors refuse to mix tf_lite with other model
 types, so the prediction step chains TFMA's own TFLite and model-signature DoFns, one
-model at a time (`extractors.py`).
+model at a time (`extractors.py`). For classifier heads the extracts stay batched and one
+batched metric (`metrics.PairedAccuracy`) gives every model's example count and accuracy and
+the paired outcomes, written beside TFMA's files as `paired_outcomes.json`.
 
 A failing evaluation does not fail the component: the blessing is written
 NOT_BLESSED with the reason "evaluation failed: ...", so the stock Pusher runs and
@@ -42,6 +44,7 @@ from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.compression_evaluator import extractors
 from tfx_bonsai.components.compression_evaluator import gate
+from tfx_bonsai.components.compression_evaluator import metrics as gate_metrics
 from tfx_bonsai.components.compression_evaluator import settings
 from tfx_bonsai.components.compression_evaluator import spec
 
@@ -74,10 +77,16 @@ def tfma_metric(head: str, metric: str = ""):
 
 
 def make_eval_config(label_key: str, with_production: bool, head: str = heads.MULTICLASS,
-                     metric: str = "",
-                     dense_type: str = tfma_constants.TF_KERAS) -> config_pb2.EvalConfig:
+                     metric: str = "", dense_type: str = tfma_constants.TF_KERAS,
+                     batched: bool = False) -> config_pb2.EvalConfig:
   """Candidate and production as `tf_lite`, dense as `dense_type` (`tf_keras`, or `tf_generic`
-  for a tf.saved_model.save export) through its serving signature; the head's metric overall."""
+  for a tf.saved_model.save export) through its serving signature; the head's metric overall.
+
+  With `batched` (classifier heads), one batched metric, `metrics.PairedAccuracy`, gives the
+  example counts, the accuracies and the paired outcomes, over batched extracts
+  (`extractors.make_extractors(..., batched=True)`); else TFMA's ExampleCount and the head's
+  metric, per example.
+  """
   names = [spec.CANDIDATE_MODEL_NAME, spec.DENSE_MODEL_NAME]
   specs = [
       config_pb2.ModelSpec(name=spec.CANDIDATE_MODEL_NAME, model_type=tfma_constants.TF_LITE,
@@ -89,13 +98,20 @@ def make_eval_config(label_key: str, with_production: bool, head: str = heads.MU
     names.append(spec.PRODUCTION_MODEL_NAME)
     specs.append(config_pb2.ModelSpec(name=spec.PRODUCTION_MODEL_NAME,
                                       model_type=tfma_constants.TF_LITE, label_key=label_key))
+  if batched:
+    if head not in gate_metrics.ACCURACY_NAMES:
+      raise heads.HeadError(f"batched evaluation needs a classifier head, one of "
+                            f"{sorted(gate_metrics.ACCURACY_NAMES)}; got {head!r}")
+    metric_configs = [config_pb2.MetricConfig(
+        class_name=gate_metrics.PairedAccuracy.__name__, module=gate_metrics.__name__,
+        config=json.dumps({"head": head}))]
+  else:
+    metric_configs = [config_pb2.MetricConfig(class_name="ExampleCount"),
+                      config_pb2.MetricConfig(class_name=tfma_metric(head, metric)[0],
+                                              config=tfma_metric(head, metric)[1])]
   config = config_pb2.EvalConfig(
       model_specs=specs,
-      metrics_specs=[config_pb2.MetricsSpec(
-          model_names=names,
-          metrics=[config_pb2.MetricConfig(class_name="ExampleCount"),
-                   config_pb2.MetricConfig(class_name=tfma_metric(head, metric)[0],
-                                           config=tfma_metric(head, metric)[1])])],
+      metrics_specs=[config_pb2.MetricsSpec(model_names=names, metrics=metric_configs)],
       slicing_specs=[config_pb2.SlicingSpec()])
   config.options.include_default_metrics.value = False
   return config
@@ -120,6 +136,20 @@ def read_paired_outcomes(output_path: str) -> Optional[Dict[str, Any]]:
   return json.loads(io_utils.read_string_file(path))
 
 
+def write_paired_outcomes(output_path: str,
+                          metrics: Dict[str, Dict[str, float]]) -> Optional[Dict[str, Any]]:
+  """Writes `PAIRED_OUTCOMES_FILE` from the batched metric's pattern counts in `metrics`
+  (`read_overall_metrics`), as the per-example path writes it; returns its content (None
+  when the evaluation has no patterns)."""
+  for model_metrics in metrics.values():
+    outcomes = gate_metrics.patterns_from_metrics(model_metrics)
+    if outcomes is not None:
+      io_utils.write_string_file(os.path.join(output_path, PAIRED_OUTCOMES_FILE),
+                                 json.dumps(outcomes, indent=2))
+      return outcomes
+  return None
+
+
 def read_overall_metrics(output_path: str) -> Dict[str, Dict[str, float]]:
   """{model name: {metric name: value}} of the overall slice of a TFMA evaluation."""
   metrics: Dict[str, Dict[str, float]] = {}
@@ -142,7 +172,12 @@ class Executor(tfx_evaluator_executor.Executor):
   the model's artifact name only for Evaluator executors, and the compiled
   LatestBlessedModelStrategy resolver finds the production model by that name. Without it the
   gate never sees the production model on Vertex. `Do` is entirely its own.
+
+  Classifier heads are evaluated on batched extracts with one batched metric
+  (`metrics.PairedAccuracy`); `BATCHED = False` keeps TFMA's per-example path (the
+  benchmark's "old way"). Regression heads always take the per-example path.
   """
+  BATCHED = True
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
@@ -273,10 +308,11 @@ class Executor(tfx_evaluator_executor.Executor):
                 output_path, head=heads.MULTICLASS, metric="",
                 transform_uri=None) -> Dict[str, Dict[str, float]]:
     """Runs TFMA over the eval split; returns the overall metrics per model name."""
+    batched = self.BATCHED and head != heads.REGRESSION
     eval_config = make_eval_config(
         label_key, production is not None, head, metric,
         tfma_constants.TF_KERAS if model_io.has_keras_metadata(dense.uri)
-        else tfma_constants.TF_GENERIC)
+        else tfma_constants.TF_GENERIC, batched=batched)
     paths = {spec.CANDIDATE_MODEL_NAME: model_io.serving_dir(candidate.uri),
              spec.DENSE_MODEL_NAME: model_io.serving_dir(dense.uri)}
     if production is not None:
@@ -303,11 +339,14 @@ class Executor(tfx_evaluator_executor.Executor):
                eval_config=eval_config,
                extractors=extractors.make_extractors(
                    eval_config, shared_models, adapter_config, transform_uri,
-                   output_path=None if head == heads.REGRESSION else output_path, head=head),
+                   output_path=None if head == heads.REGRESSION else output_path, head=head,
+                   batched=batched),
                output_path=output_path,
                tensor_adapter_config=adapter_config))
     seconds = time.monotonic() - start
     metrics = read_overall_metrics(output_path)
+    if batched:
+      write_paired_outcomes(output_path, metrics)
     count = metrics.get(spec.CANDIDATE_MODEL_NAME, {}).get(EXAMPLE_COUNT_METRIC, 0.0)
     logging.info("CompressionEvaluator: TFMA evaluated %d examples x %d models in %.1f s "
                  "(%.0f examples/s); overall metrics %s", count, len(paths), seconds,

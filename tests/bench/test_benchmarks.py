@@ -71,11 +71,42 @@ def test_throughput_loop_rows_and_table(tiny_models, tmp_path):
   assert examples.split_names == '["eval"]'
 
 
+def test_throughput_marginal_fixed_and_beyond_inference_figures():
+  loop = {"examples": 100, "seconds": 1.0, "accuracy": 0.9}
+  rows = []
+  for way in (throughput.PER_EXAMPLE, throughput.BATCHED):
+    for workers, fixed, us, cpu_us in ((1, 10.0, 300.0, 400.0), (2, 12.0, 100.0, 150.0)):
+      us, cpu_us = (us / 2, cpu_us / 2) if way == throughput.BATCHED else (us, cpu_us)
+      for n in (1000, 11000):
+        rows.append(throughput.row(throughput.gate_config(way, workers), n,
+                                   {"examples": n, "seconds": fixed + n * us / 1e6,
+                                    "cpu_seconds": 5.0 + n * cpu_us / 1e6, "accuracy": 0.9},
+                                   loop))
+  throughput.add_marginal_rates(rows, inference=100.0)
+  big = {r["config"]: r for r in rows if r["examples"] == 11000}
+  old_one = big[throughput.gate_config(throughput.PER_EXAMPLE, 1)]
+  assert old_one["marginal_examples_per_s"] == pytest.approx(1e6 / 300)
+  assert old_one["fixed_seconds"] == pytest.approx(10.0)
+  assert old_one["marginal_cpu_us_per_example"] == pytest.approx(400.0)
+  assert old_one["beyond_inference_us"] == pytest.approx(300.0)
+  assert big[throughput.gate_config(throughput.BATCHED, 2)]["beyond_inference_us"] == (
+      pytest.approx(-25.0))
+  assert "fixed_seconds" not in [r for r in rows if r["examples"] == 1000][0]
+  text = throughput.comparison(rows)
+  assert "1 worker: " in text and "2 workers: " in text
+  assert "fixed 10.0 s, beyond inference 300 us/ex" in text
+  assert "marginal 3333/s" in text and "marginal 6667/s" in text
+  assert f"{throughput.BATCHED}: 2 workers / 1 worker" in text and "3.00x marginal" in text
+  assert "beyond inf." in throughput.table(rows)
+
+
 def test_throughput_eval_config_is_the_gates_reduced_to_the_candidate():
   config = throughput.candidate_eval_config("label")
   assert [s.name for s in config.model_specs] == [evaluator_spec.CANDIDATE_MODEL_NAME]
   assert config.model_specs[0].model_type == "tf_lite"
   assert list(config.metrics_specs[0].model_names) == [evaluator_spec.CANDIDATE_MODEL_NAME]
+  batched = throughput.candidate_eval_config("label", batched=True)
+  assert [m.class_name for m in batched.metrics_specs[0].metrics] == ["PairedAccuracy"]
 
 
 def test_overhead_config_rows_and_table(tmp_path):

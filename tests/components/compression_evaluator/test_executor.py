@@ -87,7 +87,7 @@ def _sparsity_blessing(uri, blessed, model):
 
 
 def _run(tmp_path, candidate, dense, examples, production=None, sparsity=None, context=None,
-         dense_blessing=None, **properties):
+         dense_blessing=None, executor_class=executor.Executor, **properties):
   evaluation = standard_artifacts.ModelEvaluation()
   evaluation.uri = str(tmp_path / "evaluation")
   blessing = standard_artifacts.ModelBlessing()
@@ -100,9 +100,9 @@ def _run(tmp_path, candidate, dense, examples, production=None, sparsity=None, c
     inputs[spec.SPARSITY_BLESSING_KEY] = [sparsity]
   if dense_blessing is not None:
     inputs[spec.DENSE_BLESSING_KEY] = [dense_blessing]
-  executor.Executor(context).Do(inputs, {spec.EVALUATION_KEY: [evaluation],
-                                         spec.BLESSING_KEY: [blessing]},
-                                {**DEFAULTS, **properties})
+  executor_class(context).Do(inputs, {spec.EVALUATION_KEY: [evaluation],
+                                      spec.BLESSING_KEY: [blessing]},
+                             {**DEFAULTS, **properties})
   verdict = blessing_lib.read_verdict(blessing)
   return evaluation, blessing, verdict
 
@@ -247,6 +247,52 @@ def test_much_better_production_model_blocks_the_candidate(tmp_path, weak_dense_
       "doubleValue"] == pytest.approx(verdict["measured"][gate.PRODUCTION_ACCURACY])
 
 
+def _rounded(value):
+  """`value` with every float rounded to 6 decimals (nested dicts and lists)."""
+  if isinstance(value, float):
+    return round(value, 6)
+  if isinstance(value, dict):
+    return {k: _rounded(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return [_rounded(v) for v in value]
+  return value
+
+
+class _PerExampleExecutor(executor.Executor):
+  BATCHED = False  # TFMA's per-example metrics and the per-example paired outcomes step
+
+
+def test_batched_evaluation_gives_the_per_example_verdict_and_metrics(
+    tmp_path, weak_dense_model, small_dense_model, production, digits_examples):
+  """Three models, a candidate worse than production: the batched metric and TFMA's
+  per-example path give the same TFMA metrics, paired outcomes and verdict."""
+  weak = _tflite_artifact(str(tmp_path / "weak_candidate"), _convert(weak_dense_model, "float16"),
+                          25)
+  runs = {name: _run(tmp_path / name, weak, small_dense_model, digits_examples,
+                     production=production, executor_class=executor_class)
+          for name, executor_class in (("batched", executor.Executor),
+                                       ("per_example", _PerExampleExecutor))}
+  (batched_eval, _, batched), (per_example_eval, _, per_example) = (runs["batched"],
+                                                                    runs["per_example"])
+  assert batched["blessed"] is False and per_example["blessed"] is False
+  # TFMA's per-example accuracy is a float32 Keras metric; the batched one counts exactly.
+  assert _rounded(batched) == _rounded(per_example)
+  assert batched["measured"][gate.PRODUCTION_PAIRED_COUNTS] == per_example["measured"][
+      gate.PRODUCTION_PAIRED_COUNTS]
+  assert _check(batched, gate.PRODUCTION_DROP)["n"] == 360
+  assert (executor.read_paired_outcomes(batched_eval.uri)
+          == executor.read_paired_outcomes(per_example_eval.uri))
+  batched_metrics = executor.read_overall_metrics(batched_eval.uri)
+  per_example_metrics = executor.read_overall_metrics(per_example_eval.uri)
+  for model in (spec.CANDIDATE_MODEL_NAME, spec.DENSE_MODEL_NAME, spec.PRODUCTION_MODEL_NAME):
+    for metric in (executor.EXAMPLE_COUNT_METRIC, executor.ACCURACY_METRIC):
+      assert batched_metrics[model][metric] == pytest.approx(
+          per_example_metrics[model][metric], abs=1e-6), (model, metric)
+    result = tfma.load_eval_result(batched_eval.uri, model_name=model)
+    assert result.slicing_metrics[0][1][""][""][executor.EXAMPLE_COUNT_METRIC][
+        "doubleValue"] == 360
+
+
 @pytest.mark.parametrize("latency_ratio, blessed", [(0.4, True), (None, False)])
 def test_latency_ratio_is_gated_from_the_candidate_property(tmp_path, small_dense_model,
                                                             digits_examples, latency_ratio,
@@ -358,3 +404,34 @@ def test_gate_predicts_with_xnnpack_where_stock_tfma_does_not(small_dense_model)
   ops = lambda i: [op["op_name"] for op in i._get_ops_details()]  # pylint: disable=protected-access
   assert "DELEGATE" in ops(ours)
   assert "DELEGATE" not in ops(stock)
+
+
+def test_whole_batch_inputs_predict_as_tfma_does(tmp_path, small_dense_model, digits_arrays):
+  """The gate's DoFn with `whole_batch_inputs` gives TFMA's predictions, batch after batch of
+  changing sizes, and takes TFMA's way for a feature that is not one numeric array."""
+  from tensorflow_model_analysis import constants as tfma_constants  # pylint: disable=g-import-not-at-top
+  artifact = _tflite_artifact(str(tmp_path / "int8"), _convert(small_dense_model, "dynamic"), 26)
+  config = tfma.EvalConfig(model_specs=[tfma.ModelSpec(model_type="tf_lite")])
+  shared = {"": tfma.default_eval_shared_model(
+      eval_saved_model_path=model_io.serving_dir(artifact.uri), eval_config=config)}
+  whole, tfma_way = (extractors.TFLitePredictionDoFn(config, shared, whole_batch_inputs=flag)
+                     for flag in (True, False))
+  for do_fn in (whole, tfma_way):
+    do_fn.setup()
+  images, _ = digits_arrays
+  assert extractors._whole_batch_inputs(whole, {"image": images[:3]}) is not None  # pylint: disable=protected-access
+  start = 0
+  for size in (37, 1, 200, 37):
+    batch = {tfma_constants.FEATURES_KEY: {"image": images[start:start + size]}}
+    start += size
+    [ours] = whole._batch_reducible_process(batch)  # pylint: disable=protected-access
+    [theirs] = tfma_way._batch_reducible_process(batch)  # pylint: disable=protected-access
+    assert ours[tfma_constants.PREDICTIONS_KEY].shape == (size, 10)
+    np.testing.assert_array_equal(ours[tfma_constants.PREDICTIONS_KEY],
+                                  theirs[tfma_constants.PREDICTIONS_KEY])
+  # A list of arrays per example (not one array): TFMA's way, the same predictions.
+  listed = {tfma_constants.FEATURES_KEY: {"image": list(images[:5])}}
+  assert extractors._whole_batch_inputs(whole, listed[tfma_constants.FEATURES_KEY]) is None  # pylint: disable=protected-access
+  np.testing.assert_array_equal(
+      whole._batch_reducible_process(listed)[0][tfma_constants.PREDICTIONS_KEY],  # pylint: disable=protected-access
+      tfma_way._batch_reducible_process(listed)[0][tfma_constants.PREDICTIONS_KEY])  # pylint: disable=protected-access
