@@ -118,12 +118,14 @@ def candidate_eval_config(label_key: str, batched: bool = False):
 
 def tfma_throughput(model_dirs: Dict[str, str], examples, workers: int, output_path: str,
                     label_key: str = digits.LABEL_KEY, stock: bool = False,
-                    batched: bool = False) -> Dict[str, float]:
+                    batched: bool = False, mode: str = "multi_processing"
+                    ) -> Dict[str, float]:
   """Runs TFMA on the candidate (alone, or with the dense model as the gate does).
 
   With `stock`, TFMA's default extractors (its TFLite DoFn, without XNNPack); else the
   gate's (`make_extractors`). Returns the candidate's example count, the run's seconds and
-  its accuracy.
+  its accuracy. `mode`: Beam's DirectRunner `direct_running_mode` (`multi_processing`:
+  `workers` processes; `multi_threading`: `workers` threads in this process).
   """
   name = evaluator_spec.CANDIDATE_MODEL_NAME
   if len(model_dirs) == 1:
@@ -141,7 +143,7 @@ def tfma_throughput(model_dirs: Dict[str, str], examples, workers: int, output_p
           io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], SPLIT)))
   adapter_config = tensor_adapter.TensorAdapterConfig(
       arrow_schema=tfxio.ArrowSchema(), tensor_representations=tfxio.TensorRepresentations())
-  args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+  args = [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
   start, cpu_start = time.monotonic(), cpu_seconds()
   with beam.Pipeline(argv=args) as pipeline:
     _ = (pipeline
@@ -298,6 +300,12 @@ def comparison(rows: List[Dict[str, float]]) -> str:
         f"{r['ratio_vs_loop']:.2f}x loop, marginal {_figure(r, 'marginal_examples_per_s', '.0f')}"
         f"/s, fixed {_figure(r, 'fixed_seconds', '.1f')} s, beyond inference "
         f"{_figure(r, 'beyond_inference_us', '.0f')} us/ex" for r in pair))
+  threads = by_config.get(gate_config(BATCHED, 2, THREADS))
+  if threads:
+    lines.append(f"  new way, 2 threads in one process (Beam multi_threading): "
+                 f"{threads['ratio_vs_loop']:.2f}x loop, marginal "
+                 f"{_figure(threads, 'marginal_examples_per_s', '.0f')}/s, fixed "
+                 f"{_figure(threads, 'fixed_seconds', '.1f')} s")
   for way in (PER_EXAMPLE, BATCHED):
     one, two = (by_config.get(gate_config(way, count)) for count in (1, 2))
     if one and two:
@@ -313,7 +321,12 @@ def _scaling(one: Dict[str, float], two: Dict[str, float], key: str) -> str:
 PER_EXAMPLE, BATCHED = "per-example metrics (old)", "batched metric (new)"
 
 
-def gate_config(way: str, workers: int) -> str:
+THREADS = "multi_threading"
+
+
+def gate_config(way: str, workers: int, mode: str = "multi_processing") -> str:
+  if mode == THREADS:
+    return f"gate, {way}, {workers} threads (Beam multi_threading)"
   return f"gate, {way}, {workers} worker{'s' if workers > 1 else ''}"
 
 
@@ -351,6 +364,12 @@ def run(seeds=(0,), sizes: Sequence[int] = SIZES,
         runs.append((gate_config(BATCHED, count),
                      tfma_throughput(candidate, examples, count, out + "_batched",
                                      batched=True)))
+        if count > 1:
+          # Threads in this process: no worker process importing TensorFlow/TFMA; the TFLite
+          # interpreter and numpy release the GIL while they compute.
+          runs.append((gate_config(BATCHED, count, THREADS),
+                       tfma_throughput(candidate, examples, count, out + "_threads",
+                                       batched=True, mode=THREADS)))
       if size == min(sizes):
         for way, batched in ((PER_EXAMPLE, False), (BATCHED, True)):
           runs.append((f"gate's TFMA run (+ dense Keras), {way}, 2 workers",
