@@ -1,5 +1,7 @@
 """create_pipeline: ExampleGen -> StatisticsGen -> SchemaGen (or ImportSchemaGen) -> Trainer ->
 PruneTrainer -> TFLiteConverter -> SparsityValidator -> CompressionEvaluator -> Pusher."""
+import hashlib
+import os
 from typing import List, Optional, Sequence
 
 from tfx import v1 as tfx
@@ -52,6 +54,27 @@ def resource_spec(resources: config_lib.ResourceSection):
   return spec
 
 
+def _content_addressed(path: str, pipeline_root: str) -> str:
+  """A local schema file as `<pipeline_root>/_schemas/<sha256 of its bytes>.pbtxt`.
+
+  ImportSchemaGen's cache key holds the file's path, not its contents: an edited schema at
+  the same path would silently reuse the cached, stale one. A copy named by its contents
+  gets a new path exactly when the contents change. Remote paths (gs://) are used as given.
+  """
+  if "://" in path or "://" in pipeline_root:
+    return path
+  with open(path, "rb") as f:
+    content = f.read()
+  target = os.path.join(os.path.abspath(pipeline_root), "_schemas",
+                        hashlib.sha256(content).hexdigest()[:16] + ".pbtxt")
+  if not os.path.exists(target):
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target + ".partial", "wb") as f:
+      f.write(content)
+    os.replace(target + ".partial", target)
+  return target
+
+
 def create_pipeline(config: BonsaiConfig,
                     beam_pipeline_args: Optional[List[str]] = None,
                     metadata_connection_config=None,
@@ -92,7 +115,8 @@ def create_pipeline(config: BonsaiConfig,
   schema_path = config.data.schema if schema_path is None else schema_path
   if schema_path:
     config_lib.validate_schema(schema_path, config.data.label_key, schema_key)
-    schema_components = [tfx.components.ImportSchemaGen(schema_file=schema_path)]
+    schema_components = [tfx.components.ImportSchemaGen(
+        schema_file=_content_addressed(schema_path, config.pipeline_root))]
   else:
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
     schema_components = [statistics_gen, tfx.components.SchemaGen(

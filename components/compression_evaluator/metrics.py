@@ -109,7 +109,7 @@ class _CorrectPreprocessor(metric_types.Preprocessor):
       if isinstance(scores, dict):
         raise PairedAccuracyError(f"PairedAccuracy: model {self._model_names[i]!r} has several "
                                   f"outputs {sorted(scores)}; it needs a single-output model")
-    # Every model is labelled by the same feature: the first model's labels decide.
+    # Each model is scored against its own labels (the same label feature, keyed per model).
     rows = [correct_matrix(labels[i], [scores], self._head)[0]
             for i, scores in enumerate(predictions)]
     if len({r.shape[0] for r in rows}) > 1:

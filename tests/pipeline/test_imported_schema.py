@@ -26,7 +26,8 @@ def _schema_producer(component):
 def test_schema_option_imports_the_schema_and_leaves_out_statistics():
   components = _components(config_lib.load(DIGITS, [f"data.schema={SCHEMA}"]))
   assert "ImportSchemaGen" in components and not set(INFERRED) & set(components)
-  assert components["ImportSchemaGen"].exec_properties["schema_file"] == SCHEMA
+  imported = components["ImportSchemaGen"].exec_properties["schema_file"]
+  assert open(imported, "rb").read() == open(SCHEMA, "rb").read()
   for consumer in ("Trainer", "PruneTrainer", "TFLiteConverter"):
     assert _schema_producer(components[consumer]) == "ImportSchemaGen"
 
@@ -67,3 +68,18 @@ def test_compiled_for_vertex_with_the_schema_from_a_bucket(tmp_path):
   tasks = set(job["pipelineSpec"]["root"]["dag"]["tasks"])
   assert "ImportSchemaGen" in tasks and not set(INFERRED) & tasks
   assert "gs://YOUR_BUCKET/bonsai/schema.pbtxt" in json.dumps(job)
+
+
+def test_an_edited_schema_gets_a_new_path_so_the_cache_cannot_serve_the_old_one(tmp_path):
+  """ImportSchemaGen's cache key is the path: the pipeline imports a copy named by content."""
+  schema = tmp_path / "schema.pbtxt"
+  schema.write_bytes(open(SCHEMA, "rb").read())
+  config = config_lib.load(DIGITS, [f"data.schema={schema}",
+                                    f"pipeline_root={tmp_path / 'root'}"])
+  first = _components(config)["ImportSchemaGen"].exec_properties["schema_file"]
+  assert first.startswith(str(tmp_path / "root" / "_schemas"))
+  assert _components(config)["ImportSchemaGen"].exec_properties["schema_file"] == first
+  schema.write_text(schema.read_text() + "\n# edited\n")
+  second = _components(config)["ImportSchemaGen"].exec_properties["schema_file"]
+  assert second != first and open(second).read().endswith("# edited\n")
+  assert open(first).read() == open(SCHEMA).read()
