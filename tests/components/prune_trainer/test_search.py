@@ -2,24 +2,9 @@ import dataclasses
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tfx_bonsai.components.prune_trainer import pruning
 from tfx_bonsai.components.prune_trainer import search
-from tfx_bonsai.pipeline.models import digits_trainer
-
-
-def _ds(x, y, batch=32):
-  return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
-
-
-@pytest.fixture(scope="module")
-def setup(digits_arrays):
-  images, labels = digits_arrays
-  tf.keras.utils.set_random_seed(0)
-  model = digits_trainer.build_seed_cnn(width=0.25)
-  model.fit(images[:1437], labels[:1437], epochs=3, batch_size=32, verbose=0)
-  return model, _ds(images[:1437], labels[:1437]), _ds(images[1437:], labels[1437:])
 
 
 def test_global_magnitude_allocation_prunes_the_big_layer_hardest(setup):

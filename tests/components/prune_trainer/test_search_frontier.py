@@ -3,26 +3,9 @@ level over budget, bisection between accepted and rejected levels, the per-layer
 import dataclasses
 
 import pytest
-import tensorflow as tf
 
 from tfx_bonsai.components.prune_trainer import pruning
 from tfx_bonsai.components.prune_trainer import search
-from tfx_bonsai.pipeline.models import digits_trainer
-
-TRAIN, SELECTION = slice(0, 1437), slice(1437, None)
-
-
-def _ds(x, y, batch=32):
-  return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
-
-
-@pytest.fixture(scope="module")
-def setup(digits_arrays):
-  images, labels = digits_arrays
-  tf.keras.utils.set_random_seed(0)
-  model = digits_trainer.build_seed_cnn(width=0.25)
-  model.fit(images[TRAIN], labels[TRAIN], epochs=3, batch_size=32, verbose=0)
-  return model, _ds(images[TRAIN], labels[TRAIN]), _ds(images[SELECTION], labels[SELECTION])
 
 
 def test_next_levels_brackets_down_then_bisects():
