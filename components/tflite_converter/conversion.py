@@ -1,6 +1,6 @@
 """Keras to TFLite: convert with a quantization mode, then prove the result agrees with Keras.
 
-`convert_and_check` climbs the settings' ladder (int8, mixed, dynamic, float16; `settings.MODES`)
+`convert_with_fallback` climbs the settings' ladder (int8, mixed, dynamic, float16; `settings.MODES`)
 and keeps the first mode whose file agrees. Nothing here knows about TFX. Inputs are dicts of
 numpy arrays keyed by the Keras model's input names, which are also the names TFMA's `tf_lite`
 model type feeds.
@@ -360,12 +360,12 @@ def _unrunnable(model_bytes: bytes, inputs, config: ConversionConfig, mode: str,
              "CPU (TFMA's evaluation disables it; devices do not), so it is rejected")
   except (RuntimeError, ValueError) as plain:
     where = f"It also fails without the default delegates: {type(plain).__name__}: {plain}"
-  others = [q for q in settings.LADDER if q != mode]
+  others = [q for q in settings.QUANTIZATIONS if q != mode]
   if config.sparse_weights:
     advice = (f"Use sparse_weights=False with quantization={mode!r}, or "
-              f"sparse_weights with another mode (one of {others})")
+              f"sparse_weights with another quantization (one of {others})")
   else:
-    advice = f"Use another mode (one of {others})"
+    advice = f"Use another quantization (one of {others})"
   message = " ".join(str(error).split()).rstrip(".")
   return ConversionError(
       f"the TFLite interpreter cannot run the model converted with {config.mode_label(mode)}: "
@@ -487,7 +487,20 @@ def _closer(result: Agreement, best: Optional[Agreement]) -> bool:
 def convert_and_check(keras_model, config: ConversionConfig,
                       representative_inputs: Optional[Mapping[str, np.ndarray]],
                       agreement_inputs: Mapping[str, np.ndarray],
-                      head: str = heads.AUTO) -> Conversion:
+                      head: str = heads.AUTO) -> Tuple[bytes, Agreement]:
+  """(model bytes, agreement) of the first mode of the ladder that agrees (see
+  `convert_with_fallback`); raises ConversionError, saying what each mode gave, when none does."""
+  outcome = convert_with_fallback(keras_model, config, representative_inputs, agreement_inputs,
+                                  head)
+  if not outcome.agreed:
+    raise ConversionError(outcome.failure)
+  return outcome.model_bytes, outcome.agreement
+
+
+def convert_with_fallback(keras_model, config: ConversionConfig,
+                          representative_inputs: Optional[Mapping[str, np.ndarray]],
+                          agreement_inputs: Mapping[str, np.ndarray],
+                          head: str = heads.AUTO) -> Conversion:
   """Climbs `config.modes` (quantization, then its fallbacks) and keeps the first file that agrees.
 
   A mode that fails to convert or run is recorded and skipped. When none agrees, the closest

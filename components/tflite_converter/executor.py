@@ -139,7 +139,7 @@ class Executor(base_executor.BaseExecutor):
       logging.warning("TFLiteConverter: no examples; checking agreement on %s", checked_on)
     conversion.model_inputs(keras_model, checked)  # names a model input the examples lack
 
-    outcome = conversion.convert_and_check(keras_model, config, representative, checked, head)
+    outcome = conversion.convert_with_fallback(keras_model, config, representative, checked, head)
     result, model_bytes = outcome.agreement, outcome.model_bytes
     path = write_model(output.uri, model_bytes)
     raw, gzipped = len(model_bytes), conversion.gzip_size(model_bytes)

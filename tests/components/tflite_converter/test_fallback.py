@@ -78,7 +78,7 @@ def collapsed(digits_arrays):
 @pytest.fixture(scope="module")
 def ladder_outcome(collapsed, digits_arrays):
   images, _ = digits_arrays
-  return conversion.convert_and_check(collapsed, conversion.ConversionConfig(),
+  return conversion.convert_with_fallback(collapsed, conversion.ConversionConfig(),
                                       {"image": images[:200]}, {"image": images[TRAIN:]})
 
 
@@ -112,7 +112,7 @@ def test_mixed_keeps_the_softmax_float_and_stays_int8_elsewhere(collapsed, ladde
 
 def test_without_fallback_the_int8_file_is_returned_marked_failed(collapsed, digits_arrays):
   images, _ = digits_arrays
-  outcome = conversion.convert_and_check(
+  outcome = conversion.convert_with_fallback(
       collapsed, conversion.ConversionConfig(fallback=[]), {"image": images[:200]},
       {"image": images[TRAIN:]})
   assert not outcome.agreed and outcome.mode == "int8"
