@@ -208,3 +208,19 @@ def test_no_mode_agrees_ends_not_blessed_at_the_gate_and_nothing_is_pushed(
        standard_component_specs.CUSTOM_CONFIG_KEY: "null"})
   assert pushed.get_int_custom_property("pushed") == 0
   assert not tf.io.gfile.exists(str(tmp_path / "serving"))
+
+
+def test_the_pipeline_config_takes_the_ladder_and_names_a_bad_mode():
+  from tfx_bonsai.pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  digits = os.path.join(os.path.dirname(__file__), "..", "..", "..", "configs", "digits.yaml")
+  default = config_lib.tflite_converter_settings(config_lib.load(digits))
+  assert default.modes == ["int8", "mixed", "dynamic", "float16"]
+  assert default.max_tie_share == 0.02
+  off = config_lib.tflite_converter_settings(config_lib.load(digits, ["conversion.fallback=[]"]))
+  assert off.modes == ["int8"]
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"conversion.fallback: items must be among \['mixed', 'dynamic', "
+                           r"'float16', 'none'\], got \['int4'\]"):
+    config_lib.load(digits, ["conversion.fallback=[int4]"])
+  with pytest.raises(config_lib.ConfigError, match=r"conversion.max_tie_share: must be in \[0, 1\)"):
+    config_lib.load(digits, ["conversion.max_tie_share=1.0"])
