@@ -88,10 +88,11 @@ class Attempt:
 
 @dataclasses.dataclass(frozen=True)
 class Conversion:
-  """The ladder's outcome: the first agreeing file, or (`failure` set) the closest one."""
+  """The ladder's outcome: the first agreeing file, or (`failure` set) the closest one (None
+  `agreement`: no file ran, this one converted but the interpreter refused it)."""
   mode: str
   model_bytes: bytes
-  agreement: Agreement
+  agreement: Optional[Agreement]
   attempts: Tuple[Attempt, ...]
   float_layers: Tuple[str, ...] = ()
   failure: str = ""
@@ -505,7 +506,7 @@ def convert_with_fallback(keras_model, config: ConversionConfig,
 
   A mode that fails to convert or run is recorded and skipped. When none agrees, the closest
   file is returned with `failure` saying why (the caller publishes it marked failed). Raises
-  ConversionError only when no mode gave a file that runs.
+  ConversionError only when no mode gave a file at all (e.g. an op TFLite cannot convert).
   """
   config.validate()
   features = model_inputs(keras_model, agreement_inputs)
@@ -515,19 +516,23 @@ def convert_with_fallback(keras_model, config: ConversionConfig,
     return agreement(keras_model, model_bytes, features, config, head, mode, expected)
 
   attempts: List[Attempt] = []
-  best = None
+  best = unrunnable = None
   for mode in config.modes:
+    model_bytes, layers = None, ()
     try:
       if mode == settings.MIXED:
         model_bytes, result, layers = convert_mixed(
             keras_model, config, representative_inputs,
             lambda b: check(b, settings.MIXED))  # pylint: disable=cell-var-from-loop
       else:
-        model_bytes, layers = convert(keras_model, config, representative_inputs, mode), ()
+        model_bytes = convert(keras_model, config, representative_inputs, mode)
         result = check(model_bytes, mode)
     except ConversionError as e:
-      attempts.append(Attempt(mode, error=" ".join(str(e).split())))
+      sizes = (len(model_bytes), gzip_size(model_bytes)) if model_bytes else (0, 0)
+      attempts.append(Attempt(mode, None, " ".join(str(e).split()), *sizes))
       logging.warning("TFLiteConverter: %s", attempts[-1].error)
+      if model_bytes and unrunnable is None:
+        unrunnable = Conversion(mode, model_bytes, None, ())
       continue
     attempts.append(Attempt(mode, result, "", len(model_bytes), gzip_size(model_bytes), layers))
     logging.info("TFLiteConverter: %s: %s%s, %s", config.mode_label(mode), result.describe(),
@@ -537,13 +542,14 @@ def convert_with_fallback(keras_model, config: ConversionConfig,
       return Conversion(mode, model_bytes, result, tuple(attempts), layers)
     if _closer(result, best and best.agreement):
       best = Conversion(mode, model_bytes, result, (), layers)
-  if best is None:
-    raise ConversionError("no conversion mode gave a TFLite model that runs: " + "; ".join(
-        f"{a.mode}: {a.error}" for a in attempts))
+  best = best or unrunnable
   tried = "; ".join(f"{a.mode}: " + (a.agreement.describe() if a.agreement else a.error)
                     for a in attempts)
-  failure = (f"no conversion agrees with the Keras model ({_bound(best.agreement, config)}); "
-             f"tried {tried}. The closest ({best.mode}) is published marked failed. If "
-             "the Keras model's own margins collapsed (e.g. pruned too far), fix the model; "
-             "else add milder modes to fallback")
+  if best is None:
+    raise ConversionError(f"no conversion mode gave a TFLite model: {tried}")
+  bound = f" ({_bound(best.agreement, config)})" if best.agreement else ""
+  failure = (f"no conversion agrees with the Keras model{bound}; tried {tried}. The "
+             f"closest ({best.mode}) is published marked failed. If the Keras model's own "
+             "margins collapsed (e.g. pruned too far), fix the model; else add milder modes "
+             "to fallback")
   return dataclasses.replace(best, attempts=tuple(attempts), failure=failure)

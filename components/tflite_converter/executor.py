@@ -150,11 +150,12 @@ class Executor(base_executor.BaseExecutor):
         spec.REQUESTED_QUANTIZATION_PROPERTY: config.quantization,
         spec.FLOAT_LAYERS_PROPERTY: list(outcome.float_layers),
         spec.SPARSE_WEIGHTS_PROPERTY: bool(config.sparse_weights),
-        spec.AGREEMENT_PROPERTY: result.value,
-        spec.AGREEMENT_KIND_PROPERTY: result.kind,
-        spec.AGREEMENT_EXAMPLES_PROPERTY: result.examples,
         spec.AGREED_PROPERTY: outcome.agreed,
     }
+    if result is not None:  # None: no mode gave a file the interpreter runs
+      properties.update({spec.AGREEMENT_PROPERTY: result.value,
+                         spec.AGREEMENT_KIND_PROPERTY: result.kind,
+                         spec.AGREEMENT_EXAMPLES_PROPERTY: result.examples})
     if not outcome.agreed:
       properties[spec.CONVERSION_FAILURE_PROPERTY] = outcome.failure
     set_properties(output, properties)
@@ -164,12 +165,12 @@ class Executor(base_executor.BaseExecutor):
         "tflite": path,
         spec.INT8_IO_KEY: bool(config.int8_io),
         spec.REPRESENTATIVE_EXAMPLES_KEY: config.representative_examples if representative else 0,
-        "agreement_raw": result.raw,
-        "agreement_ties": result.ties,
-        "agreement_step": result.step,
         "agreement_inputs": checked_on,
         "ladder": [attempt.to_dict() for attempt in outcome.attempts],
     }
+    if result is not None:
+      report.update(agreement_raw=result.raw, agreement_ties=result.ties,
+                    agreement_step=result.step)
     if not outcome.agreed:
       logging.warning("TFLiteConverter: conversion failed: %s", outcome.failure)
     elif config.measure_latency:
@@ -192,6 +193,6 @@ class Executor(base_executor.BaseExecutor):
                      figures["candidate_nt"]["threads"])
     with tf.io.gfile.GFile(os.path.join(output.uri, spec.REPORT_FILE), "w") as f:
       f.write(json.dumps(report, indent=2, sort_keys=True))
-    logging.info("TFLiteConverter: %s -> %d bytes (%d gzipped), %s%s",
-                 config.mode_label(outcome.mode), raw, gzipped, result.describe(),
-                 "" if outcome.agreed else " (NOT AGREED)")
+    logging.info("TFLiteConverter: %s -> %d bytes (%d gzipped), %s",
+                 config.mode_label(outcome.mode), raw, gzipped,
+                 result.describe() if outcome.agreed else "NOT AGREED")
