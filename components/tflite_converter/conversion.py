@@ -1,9 +1,9 @@
 """Keras to TFLite: convert with a quantization mode, then prove the result agrees with Keras.
 
-`convert_with_fallback` climbs the settings' ladder (int8, mixed, dynamic, float16; `settings.MODES`)
-and keeps the first mode whose file agrees. Nothing here knows about TFX. Inputs are dicts of
-numpy arrays keyed by the Keras model's input names, which are also the names TFMA's `tf_lite`
-model type feeds.
+`convert_with_fallback` climbs the settings' ladder (int8, mixed, dynamic, float16;
+`settings.MODES`) and keeps the first mode whose file agrees. Nothing here knows about TFX.
+Inputs are dicts of numpy arrays keyed by the Keras model's input names, which are also the
+names TFMA's `tf_lite` model type feeds.
 """
 import csv
 import dataclasses
@@ -254,8 +254,8 @@ def convert_mixed(keras_model, config: ConversionConfig,
           converter=converter, debug_options=options(fully_quantize=bool(config.int8_io)))
       ranked = layer_errors(debugger.get_debug_quantized_model(), inputs)
   except Exception as e:  # pylint: disable=broad-except
-    raise ConversionError(f"the quantization debugger failed on {config.mode_label(settings.MIXED)}: "
-                          f"{type(e).__name__}: {e}") from e
+    raise ConversionError(f"the quantization debugger failed on "
+                          f"{config.mode_label(settings.MIXED)}: {type(e).__name__}: {e}") from e
   limit = max(1, int(len(ranked) * MAX_FLOAT_SHARE))
   counts = sorted({min(2 ** i, limit) for i in range(limit.bit_length() + 1)})
   result = None

@@ -222,5 +222,6 @@ def test_the_pipeline_config_takes_the_ladder_and_names_a_bad_mode():
                      match=r"conversion.fallback: items must be among \['mixed', 'dynamic', "
                            r"'float16', 'none'\], got \['int4'\]"):
     config_lib.load(digits, ["conversion.fallback=[int4]"])
-  with pytest.raises(config_lib.ConfigError, match=r"conversion.max_tie_share: must be in \[0, 1\)"):
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"conversion.max_tie_share: must be in \[0, 1\)"):
     config_lib.load(digits, ["conversion.max_tie_share=1.0"])
