@@ -256,7 +256,11 @@ def convert_mixed(keras_model, config: ConversionConfig,
   except Exception as e:  # pylint: disable=broad-except
     raise ConversionError(f"the quantization debugger failed on "
                           f"{config.mode_label(settings.MIXED)}: {type(e).__name__}: {e}") from e
-  limit = max(1, int(len(ranked) * MAX_FLOAT_SHARE))
+  # The debugger needs one quantized layer left to instrument.
+  limit = min(max(1, int(len(ranked) * MAX_FLOAT_SHARE)), len(ranked) - 1)
+  if limit < 1:
+    raise ConversionError(f"{config.mode_label(settings.MIXED)}: the int8 model has "
+                          f"{len(ranked)} quantized layer(s), none to keep float beside int8")
   counts = sorted({min(2 ** i, limit) for i in range(limit.bit_length() + 1)})
   result = None
   for count in counts:
@@ -548,8 +552,9 @@ def convert_with_fallback(keras_model, config: ConversionConfig,
   if best is None:
     raise ConversionError(f"no conversion mode gave a TFLite model: {tried}")
   bound = f" ({_bound(best.agreement, config)})" if best.agreement else ""
+  milder = ("set int8_io=False to allow the float-I/O modes" if config.int8_io
+            else "add milder modes to fallback")
   failure = (f"no conversion agrees with the Keras model{bound}; tried {tried}. The "
              f"closest ({best.mode}) is published marked failed. If the Keras model's own "
-             "margins collapsed (e.g. pruned too far), fix the model; else add milder modes "
-             "to fallback")
+             f"margins collapsed (e.g. pruned too far), fix the model; else {milder}")
   return dataclasses.replace(best, attempts=tuple(attempts), failure=failure)

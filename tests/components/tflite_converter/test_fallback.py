@@ -225,3 +225,16 @@ def test_the_pipeline_config_takes_the_ladder_and_names_a_bad_mode():
   with pytest.raises(config_lib.ConfigError,
                      match=r"conversion.max_tie_share: must be in \[0, 1\)"):
     config_lib.load(digits, ["conversion.max_tie_share=1.0"])
+
+
+def test_mixed_on_a_one_layer_model_is_recorded_as_not_applicable():
+  keras.utils.set_random_seed(2)
+  inputs = keras.Input((4,), name="x")
+  model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+  data = {"x": np.random.default_rng(0).random((100, 4), np.float32)}
+  config = conversion.ConversionConfig(head="regression", max_abs_error=1e-7,
+                                       fallback=["mixed"])
+  outcome = conversion.convert_with_fallback(model, config, data, data, head="regression")
+  assert not outcome.agreed and outcome.mode == "int8"
+  assert [a.mode for a in outcome.attempts] == ["int8", "mixed"]
+  assert "1 quantized layer(s), none to keep float" in outcome.attempts[1].error
