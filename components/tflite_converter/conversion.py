@@ -15,6 +15,8 @@ import warnings
 from absl import logging
 import numpy as np
 import tensorflow as tf
+# The converter's own sparse-encoding step (TFLiteConverter applies it after quantizing).
+from tensorflow.lite.python import convert as tflite_convert
 
 from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.tflite_converter import settings
@@ -246,6 +248,9 @@ def convert_mixed(keras_model, config: ConversionConfig,
   """
   inputs = model_inputs(keras_model, representative_inputs)
   converter = _converter(keras_model, config, settings.MIXED, inputs)
+  # The debugger cannot instrument a sparsified model: sparse encoding comes last, as the
+  # converter's own post-processing applies it.
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
   options = tf.lite.experimental.QuantizationDebugOptions
   try:
     with warnings.catch_warnings():
@@ -271,6 +276,8 @@ def convert_mixed(keras_model, config: ConversionConfig,
         warnings.filterwarnings("ignore", message=_DEPRECATED_INTERPRETER)
         debugger.options = options(fully_quantize=bool(config.int8_io), denylisted_nodes=nodes)
         model_bytes = debugger.get_nondebug_quantized_model()
+        if config.sparse_weights:
+          model_bytes = tflite_convert.mlir_sparsify(model_bytes)
     except Exception as e:  # pylint: disable=broad-except
       raise ConversionError(f"selective quantization keeping {list(layers)} float failed: "
                             f"{type(e).__name__}: {e}") from e

@@ -238,3 +238,19 @@ def test_mixed_on_a_one_layer_model_is_recorded_as_not_applicable():
   assert not outcome.agreed and outcome.mode == "int8"
   assert [a.mode for a in outcome.attempts] == ["int8", "mixed"]
   assert "1 quantized layer(s), none to keep float" in outcome.attempts[1].error
+
+
+def test_a_hard_pruned_model_with_sparse_weights_falls_back_to_a_sparse_mixed_file(
+    collapsed, digits_arrays):
+  from tfx_bonsai.components.sparsity_validator import sparsity  # pylint: disable=g-import-not-at-top
+  images, _ = digits_arrays
+  pruned = keras.models.clone_model(collapsed)
+  pruned.set_weights([np.where(np.abs(w) < np.quantile(np.abs(w), 0.9), 0, w) if w.ndim >= 2
+                      else w for w in collapsed.get_weights()])
+  outcome = conversion.convert_with_fallback(
+      pruned, conversion.ConversionConfig(sparse_weights=True), {"image": images[:200]},
+      {"image": images[TRAIN:]})
+  assert not outcome.attempts[0].agreement.passed
+  assert outcome.agreed and outcome.mode == "mixed"
+  encodings = {row["encoding"] for row in sparsity.tflite_tensor_table(outcome.model_bytes)}
+  assert "sparse" in encodings
