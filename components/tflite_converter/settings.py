@@ -5,7 +5,7 @@ component's defaults, the executor, `conversion.convert` (as `ConversionConfig`)
 pipeline's `conversion:` section all use it.
 """
 import dataclasses
-from typing import List
+from typing import List, Optional
 
 from tfx_bonsai.components.common import settings as settings_lib
 from tfx_bonsai.components.common.settings import setting
@@ -22,7 +22,7 @@ class Mode:
   near_ties: bool             # its output may be an int8 tensor: near-tie allowance applies
 
 
-# The ladder, most compact first: full-integer int8; int8 with the layers of largest
+# The ladder, most integer arithmetic first: full-integer int8; int8 with the layers of largest
 # quantization error kept float (the quantization debugger's deny-list); int8 weights with
 # float activations; float16 weights; float32.
 MODES = {m.name: m for m in (
@@ -47,7 +47,7 @@ def ladder(quantization: str, fallback, int8_io: bool = False) -> List[str]:
                            and (MODES[m].int8_io or not int8_io)]
 
 
-def _fallback(value) -> str:
+def _fallback(value) -> Optional[str]:
   unknown = [m for m in value if m not in FALLBACKS]
   if unknown:
     return f"items must be among {list(FALLBACKS)}, got {unknown!r}"
