@@ -5,6 +5,7 @@ The gate measures a candidate against the dense float TFLite of the Trainer's mo
 converter times its candidate against the same; both count bytes the seed's way (gzip -9).
 """
 import gzip
+from typing import Optional
 import warnings
 
 import tensorflow as tf
@@ -18,9 +19,22 @@ QUANTIZATION_PROPERTY = "quantization"
 SPARSE_WEIGHTS_PROPERTY = "sparse_weights"
 AGREEMENT_PROPERTY = "agreement"
 AGREEMENT_KIND_PROPERTY = "agreement_kind"
+# 1 when the file agrees with the Keras model; 0 when no mode agreed: the converter then
+# publishes the closest file with the reason, and the gate refuses it without evaluating.
+AGREED_PROPERTY = "agreed"
+CONVERSION_FAILURE_PROPERTY = "conversion_failure"
 # We (and TFMA) run tf.lite.Interpreter, not LiteRT (README says why); its deprecation
 # warning is noise.
 DEPRECATED_INTERPRETER_WARNING = r"\s*Warning: tf.lite.Interpreter is deprecated"
+
+
+def conversion_failure(model_artifact) -> Optional[str]:
+  """Why TFLiteConverter marked `model_artifact` failed, or None (agreed, or not its output)."""
+  if (model_artifact.has_custom_property(AGREED_PROPERTY)
+      and not model_artifact.get_int_custom_property(AGREED_PROPERTY)):
+    return (model_artifact.get_string_custom_property(CONVERSION_FAILURE_PROPERTY)
+            or "the TFLite model does not agree with the Keras model")
+  return None
 
 
 def dense_float(keras_model) -> bytes:

@@ -195,6 +195,12 @@ class Executor(tfx_evaluator_executor.Executor):
     evaluation = artifact_utils.get_single_instance(output_dict[spec.EVALUATION_KEY])
     blessing = artifact_utils.get_single_instance(output_dict[spec.BLESSING_KEY])
 
+    failure = tflite.conversion_failure(candidate)
+    if failure is not None:  # no conversion mode agreed: refused before any evaluation
+      verdict = gate.Verdict(blessed=False, checks=(), reasons=(f"conversion failed: {failure}",))
+      blessing_lib.write_blessing(blessing, False, candidate, verdict.to_dict())
+      logging.info("CompressionEvaluator: %s", verdict.summary_line())
+      return
     candidate_bytes = model_io.read_tflite(candidate.uri, spec.MODEL_KEY)
     schema = examples_lib.infer_schema(examples, eval_split)  # names a missing split
     examples_lib.check_label(schema if transform_graph is None else

@@ -1,5 +1,5 @@
 """TFLiteConverter: converts a Keras model to a TFLite model that provably agrees with it."""
-from typing import Optional
+from typing import List, Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_component
@@ -17,11 +17,15 @@ _DEFAULTS = settings.TFLiteConverterSettings
 class TFLiteConverter(base_component.BaseComponent):
   """Converts `model` (a Keras SavedModel) to TFLite and checks it against the Keras model.
 
-  Outputs `tflite_model`: a Model whose `Format-Serving/tflite` is the converted model
-  (where TFMA's `tf_lite` model type and the stock Pusher look), with properties
-  `tflite_bytes`, `tflite_gzip_bytes`, `quantization`, `sparse_weights`, `agreement`,
-  `agreement_kind` and `agreement_examples`. The component fails, and outputs nothing,
-  when the interpreter cannot run the model or it disagrees beyond the bound.
+  It tries `quantization`, then the milder modes of `fallback` (int8 -> mixed -> dynamic ->
+  float16), and keeps the first that agrees with the Keras model. Outputs `tflite_model`: a
+  Model whose `Format-Serving/tflite` is the converted model (where TFMA's `tf_lite` model type
+  and the stock Pusher look), with properties `tflite_bytes`, `tflite_gzip_bytes`,
+  `quantization` (the mode chosen), `requested_quantization`, `float_layers` (the layers
+  "mixed" kept float, JSON), `sparse_weights`, `agreement`, `agreement_kind`,
+  `agreement_examples` and `agreed`. When no mode agrees it outputs the closest file with
+  `agreed` 0 and the reason in `conversion_failure`; CompressionEvaluator then writes
+  NOT_BLESSED. It fails only when no mode gives a file the interpreter can run.
 
   With `measure_latency` (default on) it also times the model and the dense float
   TFLite of the same Keras model at batch 1 with XNNPack, on 1 thread and on all CPU
@@ -43,7 +47,9 @@ class TFLiteConverter(base_component.BaseComponent):
                representative_split: str = _DEFAULTS.representative_split,
                agreement_examples: int = _DEFAULTS.agreement_examples,
                agreement_split: str = _DEFAULTS.agreement_split,
+               fallback: Optional[List[str]] = None,
                min_agreement: float = _DEFAULTS.min_agreement,
+               max_tie_share: float = _DEFAULTS.max_tie_share,
                max_abs_error: float = _DEFAULTS.max_abs_error,
                label_key: str = _DEFAULTS.label_key,
                measure_latency: bool = _DEFAULTS.measure_latency,
@@ -52,11 +58,14 @@ class TFLiteConverter(base_component.BaseComponent):
     rules); scalar ones may be `tfx.dsl.experimental.RuntimeParameter`s (booleans of ptype
     int), checked when the run starts."""
     chosen = params.component_settings(settings.TFLiteConverterSettings, locals())
-    if chosen.quantization == "int8" and examples is None:
+    mode = settings.MODES.get(chosen.quantization) if isinstance(chosen.quantization, str) else None
+    if mode is not None and mode.representative_data and examples is None:
+      uncalibrated = [q for q in settings.QUANTIZATIONS
+                      if not settings.MODES[q].representative_data]
       raise ValueError(
-          "quantization='int8' needs examples: it calibrates on representative_examples "
-          f"of their {representative_split!r} split; pass examples=... or use one of "
-          f"{[q for q in settings.QUANTIZATIONS if q != 'int8']}")
+          f"quantization={chosen.quantization!r} needs examples: it calibrates on "
+          f"representative_examples of their {representative_split!r} split; pass "
+          f"examples=... or use one of {uncalibrated}")
     super().__init__(spec.TFLiteConverterSpec(
         model=model, examples=examples, schema=schema,
         tflite_model=types.Channel(type=standard_artifacts.Model),

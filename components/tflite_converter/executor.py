@@ -70,8 +70,27 @@ def measure_latency(keras_model,
   return properties, figures
 
 
+def set_properties(output: types.Artifact, properties: Dict[str, Any]) -> None:
+  """Sets each of `properties` as the custom property of its type (lists as JSON text)."""
+  for key, value in properties.items():
+    if isinstance(value, bool):
+      output.set_int_custom_property(key, int(value))
+    elif isinstance(value, int):
+      output.set_int_custom_property(key, value)
+    elif isinstance(value, float):
+      output.set_float_custom_property(key, value)
+    elif isinstance(value, (list, tuple)):
+      output.set_string_custom_property(key, json.dumps(list(value)))
+    else:
+      output.set_string_custom_property(key, str(value))
+
+
 class Executor(base_executor.BaseExecutor):
-  """Converts the Keras model to TFLite; outputs it only when it agrees with the Keras model."""
+  """Converts the Keras model to TFLite, climbing the quantization ladder until it agrees.
+
+  When no mode agrees the output holds the closest file with `agreed` 0 and the reason in
+  `conversion_failure`; the gate then refuses it without evaluating (nothing is pushed).
+  """
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
@@ -84,13 +103,18 @@ class Executor(base_executor.BaseExecutor):
                 if input_dict.get(spec.EXAMPLES_KEY) else None)
     label_key = config.label_key or None
     representative_split, agreement_split = config.representative_split, config.agreement_split
-    if config.quantization == "int8" and examples is None:
-      raise ValueError("quantization='int8' needs the examples input: it calibrates on "
-                       f"representative_examples of the {representative_split!r} split")
+    calibrated = [m for m in config.modes if settings.MODES[m].representative_data]
+    if calibrated and examples is None:
+      if calibrated[0] == config.quantization:
+        raise ValueError(f"quantization={config.quantization!r} needs the examples input: it "
+                         f"calibrates on representative_examples of the "
+                         f"{representative_split!r} split")
+      config = config.replace(fallback=[m for m in config.fallback if m not in calibrated])
+      logging.warning("TFLiteConverter: no examples, so no fallback to %s", calibrated)
 
     # Everything that can be checked cheaply is checked before converting.
     keras_model = model_io.load_keras_model(model_artifact.uri, compile=False)
-    if model_io.is_quantization_aware(keras_model) and config.quantization != "int8":
+    if model_io.is_quantization_aware(keras_model) and config.quantization != settings.INT8:
       raise ValueError(
           f"quantization must be 'int8' for a quantization-aware trained model (PruneTrainer's "
           f"qat_epochs > 0), got {config.quantization!r}: its ranges were learned for 8-bit")
@@ -102,7 +126,7 @@ class Executor(base_executor.BaseExecutor):
       schema = (examples_lib.load_schema(artifact_utils.get_single_instance(
           input_dict[spec.SCHEMA_KEY])) if input_dict.get(spec.SCHEMA_KEY)
                 else examples_lib.infer_schema(examples, agreement_split))
-      if config.quantization == "int8":
+      if calibrated:
         representative = read_inputs(examples, representative_split, schema, label_key,
                                      config.representative_examples,
                                      spec.REPRESENTATIVE_EXAMPLES_KEY)
@@ -115,33 +139,41 @@ class Executor(base_executor.BaseExecutor):
       logging.warning("TFLiteConverter: no examples; checking agreement on %s", checked_on)
     conversion.model_inputs(keras_model, checked)  # names a model input the examples lack
 
-    model_bytes, result = conversion.convert_and_check(keras_model, config, representative,
-                                                       checked, head)
+    outcome = conversion.convert_with_fallback(keras_model, config, representative, checked, head)
+    result, model_bytes = outcome.agreement, outcome.model_bytes
     path = write_model(output.uri, model_bytes)
     raw, gzipped = len(model_bytes), conversion.gzip_size(model_bytes)
-    output.set_int_custom_property(spec.TFLITE_BYTES_PROPERTY, raw)
-    output.set_int_custom_property(spec.TFLITE_GZIP_BYTES_PROPERTY, gzipped)
-    output.set_string_custom_property(spec.QUANTIZATION_PROPERTY, config.quantization)
-    output.set_int_custom_property(spec.SPARSE_WEIGHTS_PROPERTY, int(config.sparse_weights))
-    output.set_float_custom_property(spec.AGREEMENT_PROPERTY, result.value)
-    output.set_string_custom_property(spec.AGREEMENT_KIND_PROPERTY, result.kind)
-    output.set_int_custom_property(spec.AGREEMENT_EXAMPLES_PROPERTY, result.examples)
-    report = {
-        "source_model": model_artifact.uri,
-        "tflite": path,
-        spec.QUANTIZATION_PROPERTY: config.quantization,
-        spec.SPARSE_WEIGHTS_PROPERTY: bool(config.sparse_weights),
-        spec.INT8_IO_KEY: bool(config.int8_io),
-        spec.REPRESENTATIVE_EXAMPLES_KEY: config.representative_examples if representative else 0,
+    properties = {
         spec.TFLITE_BYTES_PROPERTY: raw,
         spec.TFLITE_GZIP_BYTES_PROPERTY: gzipped,
-        spec.AGREEMENT_PROPERTY: result.value,
-        spec.AGREEMENT_KIND_PROPERTY: result.kind,
-        spec.AGREEMENT_EXAMPLES_PROPERTY: result.examples,
-        "agreement_ties": result.ties,
-        "agreement_inputs": checked_on,
+        spec.QUANTIZATION_PROPERTY: outcome.mode,
+        spec.REQUESTED_QUANTIZATION_PROPERTY: config.quantization,
+        spec.FLOAT_LAYERS_PROPERTY: list(outcome.float_layers),
+        spec.SPARSE_WEIGHTS_PROPERTY: bool(config.sparse_weights),
+        spec.AGREED_PROPERTY: outcome.agreed,
     }
-    if config.measure_latency:
+    if result is not None:  # None: no mode gave a file the interpreter runs
+      properties.update({spec.AGREEMENT_PROPERTY: result.value,
+                         spec.AGREEMENT_KIND_PROPERTY: result.kind,
+                         spec.AGREEMENT_EXAMPLES_PROPERTY: result.examples})
+    if not outcome.agreed:
+      properties[spec.CONVERSION_FAILURE_PROPERTY] = outcome.failure
+    set_properties(output, properties)
+    report = {
+        **properties,
+        "source_model": model_artifact.uri,
+        "tflite": path,
+        spec.INT8_IO_KEY: bool(config.int8_io),
+        spec.REPRESENTATIVE_EXAMPLES_KEY: config.representative_examples if representative else 0,
+        "agreement_inputs": checked_on,
+        "ladder": [attempt.to_dict() for attempt in outcome.attempts],
+    }
+    if result is not None:
+      report.update(agreement_raw=result.raw, agreement_ties=result.ties,
+                    agreement_step=result.step)
+    if not outcome.agreed:
+      logging.warning("TFLiteConverter: conversion failed: %s", outcome.failure)
+    elif config.measure_latency:
       try:
         latencies, figures = measure_latency(keras_model, model_bytes)
       except (RuntimeError, ValueError) as e:  # a gate checking latency then names it missing
@@ -161,6 +193,6 @@ class Executor(base_executor.BaseExecutor):
                      figures["candidate_nt"]["threads"])
     with tf.io.gfile.GFile(os.path.join(output.uri, spec.REPORT_FILE), "w") as f:
       f.write(json.dumps(report, indent=2, sort_keys=True))
-    logging.info("TFLiteConverter: %s -> %d bytes (%d gzipped), %s agreement %.4f on %d "
-                 "examples", config.mode, raw, gzipped, result.kind, result.value,
-                 result.examples)
+    logging.info("TFLiteConverter: %s -> %d bytes (%d gzipped), %s",
+                 config.mode_label(outcome.mode), raw, gzipped,
+                 result.describe() if outcome.agreed else "NOT AGREED")

@@ -5,11 +5,55 @@ component's defaults, the executor, `conversion.convert` (as `ConversionConfig`)
 pipeline's `conversion:` section all use it.
 """
 import dataclasses
+from typing import List, Optional
 
 from tfx_bonsai.components.common import settings as settings_lib
 from tfx_bonsai.components.common.settings import setting
 
-QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
+NONE, DYNAMIC, FLOAT16, INT8, MIXED = "none", "dynamic", "float16", "int8", "mixed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+  """What a conversion mode needs and gives: the one table the converter consults."""
+  name: str
+  representative_data: bool   # calibrates activation ranges on examples of the train split
+  int8_io: bool               # can take int8 input/output tensors (int8_io)
+  near_ties: bool             # its output may be an int8 tensor: near-tie allowance applies
+
+
+# The ladder, most integer arithmetic first: full-integer int8; int8 with the layers of largest
+# quantization error kept float (the quantization debugger's deny-list); int8 weights with
+# float activations; float16 weights; float32.
+MODES = {m.name: m for m in (
+    Mode(INT8, representative_data=True, int8_io=True, near_ties=True),
+    Mode(MIXED, representative_data=True, int8_io=True, near_ties=True),
+    Mode(DYNAMIC, representative_data=False, int8_io=False, near_ties=False),
+    Mode(FLOAT16, representative_data=False, int8_io=False, near_ties=False),
+    Mode(NONE, representative_data=False, int8_io=False, near_ties=False),
+)}
+LADDER = tuple(MODES)
+# `quantization` picks where the ladder starts ("mixed" is a fallback only: it starts from int8).
+QUANTIZATIONS = (NONE, DYNAMIC, FLOAT16, INT8)
+FALLBACKS = tuple(m for m in LADDER if m != INT8)
+DEFAULT_FALLBACK = (MIXED, DYNAMIC, FLOAT16)
+
+
+def ladder(quantization: str, fallback, int8_io: bool = False) -> List[str]:
+  """The modes to try in order: `quantization`, then the milder `fallback` modes (ladder order);
+  with `int8_io` only modes that keep integer input/output."""
+  start = LADDER.index(quantization)
+  return [quantization] + [m for m in LADDER[start + 1:] if m in fallback
+                           and (MODES[m].int8_io or not int8_io)]
+
+
+def _fallback(value) -> Optional[str]:
+  unknown = [m for m in value if m not in FALLBACKS]
+  if unknown:
+    return f"items must be among {list(FALLBACKS)}, got {unknown!r}"
+  if len(set(value)) != len(value):
+    return f"lists a mode twice: {list(value)!r}"
+  return None
 
 
 def _count(value) -> str:
@@ -19,7 +63,11 @@ def _count(value) -> str:
 @dataclasses.dataclass(frozen=True)
 class TFLiteConverterSettings(settings_lib.Settings):
   """How to convert, and how closely the TFLite model must agree with the Keras model."""
-  quantization: str = setting("int8", check=settings_lib.one_of(QUANTIZATIONS))
+  quantization: str = setting(INT8, check=settings_lib.one_of(QUANTIZATIONS))
+  # Milder modes tried, in ladder order, when `quantization` does not agree ([]: none);
+  # the first that agrees is kept. No mode agreeing is a failed (NOT BLESSED) conversion.
+  fallback: List[str] = setting(default_factory=lambda: list(DEFAULT_FALLBACK),
+                                check=_fallback)
   sparse_weights: bool = False   # TFLite's EXPERIMENTAL_SPARSITY weight encoding
   int8_io: bool = False
   representative_examples: int = setting(200, check=_count)
@@ -29,6 +77,10 @@ class TFLiteConverterSettings(settings_lib.Settings):
   agreement_split: str = setting("eval", check=settings_lib.non_empty("eval"),
                                  config=settings_lib.NOT_IN_CONFIG)
   min_agreement: float = setting(0.98, check=settings_lib.fraction(low_open=True))
+  # At most this share of the examples may count as agreeing though their classes differ:
+  # those where both the Keras and the TFLite scores of the two classes are within one step
+  # of the TFLite output tensor's int8 scale (int8 and mixed outputs only).
+  max_tie_share: float = setting(0.02, check=settings_lib.fraction(high_open=True))
   max_abs_error: float = setting(0.05, check=settings_lib.greater_than(0))
   label_key: str = setting("label", config=settings_lib.NOT_IN_CONFIG)  # "": no label
   measure_latency: bool = True
@@ -37,11 +89,20 @@ class TFLiteConverterSettings(settings_lib.Settings):
   head: str = setting("auto", check=settings_lib.one_of(settings_lib.HEADS))
 
   def check_together(self, known) -> None:
-    if known("int8_io", "quantization") and self.int8_io and self.quantization != "int8":
+    if known("int8_io", "quantization") and self.int8_io and self.quantization != INT8:
       raise self.error("int8_io", f"needs quantization 'int8', got {self.quantization!r}")
+
+  @property
+  def modes(self) -> List[str]:
+    """The ladder this conversion climbs (see `ladder`)."""
+    return ladder(self.quantization, self.fallback, self.int8_io)
 
   @property
   def mode(self) -> str:
     """A short label, e.g. `quantization='int8', sparse_weights=True`."""
-    text = f"quantization={self.quantization!r}, sparse_weights={bool(self.sparse_weights)}"
-    return text + (", int8_io=True" if self.int8_io else "")
+    return self.mode_label(self.quantization)
+
+  def mode_label(self, mode: str) -> str:
+    """`mode` (a ladder step) with this conversion's options, e.g. `quantization='mixed', ...`."""
+    text = f"quantization={mode!r}, sparse_weights={bool(self.sparse_weights)}"
+    return text + (", int8_io=True" if self.int8_io and MODES[mode].int8_io else "")

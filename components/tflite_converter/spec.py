@@ -27,6 +27,8 @@ MAX_ABS_ERROR_KEY = "max_abs_error"
 LABEL_KEY = "label_key"
 MEASURE_LATENCY_KEY = "measure_latency"
 HEAD_KEY = "head"
+FALLBACK_KEY = "fallback"
+MAX_TIE_SHARE_KEY = "max_tie_share"
 # Output artifact custom properties
 TFLITE_BYTES_PROPERTY = tflite.TFLITE_BYTES_PROPERTY
 TFLITE_GZIP_BYTES_PROPERTY = tflite.TFLITE_GZIP_BYTES_PROPERTY
@@ -35,6 +37,10 @@ SPARSE_WEIGHTS_PROPERTY = tflite.SPARSE_WEIGHTS_PROPERTY
 AGREEMENT_PROPERTY = tflite.AGREEMENT_PROPERTY
 AGREEMENT_KIND_PROPERTY = tflite.AGREEMENT_KIND_PROPERTY
 AGREEMENT_EXAMPLES_PROPERTY = "agreement_examples"
+AGREED_PROPERTY = tflite.AGREED_PROPERTY                          # int 0/1
+CONVERSION_FAILURE_PROPERTY = tflite.CONVERSION_FAILURE_PROPERTY  # why no mode agreed
+REQUESTED_QUANTIZATION_PROPERTY = "requested_quantization"  # `quantization` is the mode chosen
+FLOAT_LAYERS_PROPERTY = "float_layers"   # JSON list: the layers "mixed" kept float
 # Latency at batch 1, XNNPack on (floats, milliseconds; absent when not measured): the
 # candidate and the dense float TFLite of the same Keras model, at 1 and at all CPU threads.
 LATENCY_MS_1T_PROPERTY = "latency_ms_1t"

@@ -180,23 +180,22 @@ def _saved_summary(config, run_id):
     return json.load(f)
 
 
-def test_tflite_the_interpreter_cannot_run_fails_the_run_and_pushes_nothing(resumed, root):
+def test_tflite_the_interpreter_cannot_run_is_not_blessed_and_pushes_nothing(resumed, root):
   destination = resumed["config"].push.destination
   before = snapshot(destination)
   # XNNPack cannot prepare the sparse dynamic-range CONV_2D; TFMA (no XNNPack) would not notice.
-  config = _config(root, "conversion.quantization=dynamic", "conversion.sparse_weights=true")
-  with pytest.raises(local.RunError, match=r"ConversionError: the TFLite interpreter cannot run "
-                                           r"the model converted with quantization='dynamic', "
-                                           r"sparse_weights=True"):
-    local.run(config)
+  # With no fallback mode the converter publishes it marked failed and the gate refuses it.
+  config = _config(root, "conversion.quantization=dynamic", "conversion.sparse_weights=true",
+                   "conversion.fallback=[]")
+  summary = local.run(config)
+  assert not summary["blessed"] and not summary["pushed"]
+  (reason,) = summary["verdict"]["reasons"]
+  assert reason.startswith("conversion failed: no conversion agrees")
+  assert "cannot run the model converted with quantization='dynamic', sparse_weights=True" in reason
   assert snapshot(destination) == before
-  store = _store(config)
-  run = _latest_run(store)
-  states = _states(store, run)
-  assert states["TFLiteConverter"] == metadata_store_pb2.Execution.FAILED
-  assert "CompressionEvaluator" not in states and "Pusher" not in states
-  saved = _saved_summary(config, run.name)
-  assert "ConversionError" in saved["error"] and not saved.get("pushed")
+  states = _states(_store(config), _latest_run(_store(config)))
+  assert states["TFLiteConverter"] == metadata_store_pb2.Execution.COMPLETE
+  assert states["CompressionEvaluator"] == metadata_store_pb2.Execution.COMPLETE
 
 
 def test_candidate_worse_than_production_is_not_pushed(resumed, root):

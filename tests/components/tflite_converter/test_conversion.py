@@ -139,7 +139,7 @@ def test_sparse_dynamic_on_the_pruned_seed_cnn_is_never_returned_unchecked(
   images, labels = digits_arrays
   cnn = model_io.load_keras_model(small_dense_model.uri, compile=False)
   pruned = prune(cnn, images[:TRAIN], labels[:TRAIN])
-  config = conversion.ConversionConfig(quantization="dynamic", sparse_weights=True)
+  config = conversion.ConversionConfig(quantization="dynamic", sparse_weights=True, fallback=[])
   held_out = {"image": images[TRAIN:]}
   # What happens with the locked stack (TF 2.21): XNNPack refuses the sparse dynamic-range
   # CONV_2D, and the conversion fails naming the combination instead of returning it.
@@ -148,6 +148,12 @@ def test_sparse_dynamic_on_the_pruned_seed_cnn_is_never_returned_unchecked(
   message = str(error.value)
   assert "quantization='dynamic', sparse_weights=True" in message
   assert "XNNPack" in message and "sparse_weights=False" in message
+  # With the default ladder the unrunnable mode is recorded and float16 is tried next.
+  outcome = conversion.convert_with_fallback(
+      pruned, config.replace(fallback=list(conversion.settings.DEFAULT_FALLBACK)), None, held_out)
+  assert [a.mode for a in outcome.attempts][:2] == ["dynamic", "float16"]
+  assert "XNNPack" in outcome.attempts[0].error
+  assert outcome.agreed and outcome.mode == "float16"
 
 
 def test_int8_without_representative_inputs_is_refused(classifier):

@@ -116,13 +116,27 @@ def test_unrunnable_sparse_dynamic_model_is_not_output(
   model_io.save_keras_model(tfmot.sparsity.keras.strip_pruning(pruned),
                             model_io.serving_dir(model.uri))
   output_uri = str(tmp_path / "tflite")
-  overrides = {spec.QUANTIZATION_KEY: "dynamic", spec.SPARSE_WEIGHTS_KEY: 1}
-  # With the locked stack (TF 2.21) XNNPack refuses the sparse dynamic-range CONV_2D: the
-  # component fails naming the combination, and writes no model.
-  with pytest.raises(conversion.ConversionError,
-                     match=r"quantization='dynamic', sparse_weights=True"):
-    run(model, output_uri, digits_examples, digits_schema, **overrides)
-  assert not tf.io.gfile.exists(model_io.tflite_path(output_uri))
+  overrides = {spec.QUANTIZATION_KEY: "dynamic", spec.SPARSE_WEIGHTS_KEY: 1,
+               spec.FALLBACK_KEY: []}
+  # With the locked stack (TF 2.21) XNNPack refuses the sparse dynamic-range CONV_2D: without
+  # a fallback no mode gives a file that runs, so the file is published marked failed, the
+  # combination named (the gate refuses it; SparsityValidator still reads its weights).
+  failed = run(model, output_uri, digits_examples, digits_schema, **overrides)
+  assert failed.get_int_custom_property(spec.AGREED_PROPERTY) == 0
+  assert not failed.has_custom_property(spec.AGREEMENT_PROPERTY)
+  failure = failed.get_string_custom_property(spec.CONVERSION_FAILURE_PROPERTY)
+  assert "cannot run the model converted with quantization='dynamic', sparse_weights=True" in (
+      failure) and "XNNPack" in failure
+  assert tf.io.gfile.exists(model_io.tflite_path(output_uri))
+  # The default ladder records the refusal and outputs the sparse float16 file that agrees.
+  output = run(model, output_uri, digits_examples, digits_schema,
+               **{**overrides, spec.FALLBACK_KEY: ["mixed", "dynamic", "float16"],
+                  spec.MEASURE_LATENCY_KEY: 0})
+  assert output.get_string_custom_property(spec.QUANTIZATION_PROPERTY) == "float16"
+  assert output.get_int_custom_property(spec.AGREED_PROPERTY) == 1
+  with tf.io.gfile.GFile(os.path.join(output.uri, spec.REPORT_FILE)) as f:
+    ladder = json.load(f)["ladder"]
+  assert ladder[0]["mode"] == "dynamic" and "XNNPack" in ladder[0]["error"]
 
 
 def channel(artifact_type):
