@@ -14,7 +14,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 __version__ = "0.2.0"
 
-__all__ = ["CompressionEvaluator", "PruneTrainer", "SparsityBlessing", "SparsityValidator",
+__all__ = ["CompressionBlessing", "CompressionEvaluator", "PruneTrainer", "SparsityBlessing", "SparsityValidator",
            "TFLiteConverter"]
 
 

@@ -13,6 +13,7 @@ from tfx.types import artifact_utils
 from tfx_bonsai.components.common import examples as examples_lib
 from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.common import roles
 from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.tflite_converter import conversion
 from tfx_bonsai.components.tflite_converter import latency
@@ -126,6 +127,10 @@ class Executor(base_executor.BaseExecutor):
     output.set_float_custom_property(spec.AGREEMENT_PROPERTY, result.value)
     output.set_string_custom_property(spec.AGREEMENT_KIND_PROPERTY, result.kind)
     output.set_int_custom_property(spec.AGREEMENT_EXAMPLES_PROPERTY, result.examples)
+    upstream = (roles.decode(model_artifact.get_string_custom_property(spec.DATA_ROLES_PROPERTY))
+                if model_artifact.has_custom_property(spec.DATA_ROLES_PROPERTY) else [])
+    output.set_string_custom_property(spec.DATA_ROLES_PROPERTY, roles.encode(
+        upstream + roles.converter_uses(config, with_examples=examples is not None)))
     report = {
         "source_model": model_artifact.uri,
         "tflite": path,

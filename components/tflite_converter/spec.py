@@ -5,6 +5,7 @@ from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
 from tfx_bonsai.components.common import params
+from tfx_bonsai.components.common import roles
 from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.tflite_converter import settings
 
@@ -35,6 +36,8 @@ SPARSE_WEIGHTS_PROPERTY = tflite.SPARSE_WEIGHTS_PROPERTY
 AGREEMENT_PROPERTY = tflite.AGREEMENT_PROPERTY
 AGREEMENT_KIND_PROPERTY = tflite.AGREEMENT_KIND_PROPERTY
 AGREEMENT_EXAMPLES_PROPERTY = "agreement_examples"
+# The splits it and the models upstream fitted and selected on (JSON; the gate refuses them)
+DATA_ROLES_PROPERTY = roles.DATA_ROLES_PROPERTY
 # Latency at batch 1, XNNPack on (floats, milliseconds; absent when not measured): the
 # candidate and the dense float TFLite of the same Keras model, at 1 and at all CPU threads.
 LATENCY_MS_1T_PROPERTY = "latency_ms_1t"
