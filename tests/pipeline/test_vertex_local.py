@@ -54,8 +54,8 @@ def test_every_artifact_type_resolves_through_tfx_entrypoint(job):
     # The type round-trips: standard types by TFX's title map, custom ones by their name.
     assert title in (compiler_utils.get_artifact_title(cls), cls.TYPE_NAME), where
     titles.add(title)
-  assert "tfx_bonsai.SparsityBlessing" in titles
-  assert {"tfx.Model", "tfx.ModelBlessing", "tfx.Examples"} <= titles
+  assert {"tfx_bonsai.SparsityBlessing", "tfx_bonsai.CompressionBlessing"} <= titles
+  assert {"tfx.Model", "tfx.Examples"} <= titles
 
 
 def test_a_type_name_that_is_not_importable_is_what_the_entrypoint_refuses():
@@ -160,11 +160,13 @@ def test_resolvers_find_the_latest_blessed_model(job, tmp_path):
   assert vertex_local.query(store, blessing_query, {}) == []
   _record(store, "tfx.Model", "m1", {})
   _record(store, "tfx.Model", "m2", {})
-  _record(store, "tfx.ModelBlessing", "b1", {"blessed": 1, "current_model_id": "m1"})
-  _record(store, "tfx.ModelBlessing", "b2", {"blessed": 0, "current_model_id": "m2"})
+  _record(store, "tfx_bonsai.CompressionBlessing", "b1", {"blessed": 1, "current_model_id": "m1"})
+  _record(store, "tfx_bonsai.CompressionBlessing", "b2", {"blessed": 0, "current_model_id": "m2"})
   _record(store, "tfx_bonsai.SparsityBlessing", "s1", {"blessed": 1, "current_model_id": "m2"})
+  _record(store, "tfx.Model", "dense", {})  # a TFX Evaluator's blessing of a Trainer model
+  _record(store, "tfx.ModelBlessing", "e1", {"blessed": 1, "current_model_id": "dense"})
   (blessing,) = vertex_local.query(vertex_local.Store(str(tmp_path)), blessing_query, {})
-  assert blessing["name"] == "b1"  # not the refused b2, not the validator's blessing
+  assert blessing["name"] == "b1"  # not the refused b2, the validator's or the Evaluator's
   (model,) = vertex_local.query(store, model_query, {"input": [blessing]})
   assert model["name"] == "m1"
   # TFX writes current_model_id as an integer MLMD id unless its entrypoint rewrites it into
