@@ -89,7 +89,7 @@ class KubeflowV2DagRunner(tfx.orchestration.experimental.KubeflowV2DagRunner):
 _LATEST_BLESSED = latest_blessed_model_strategy.LatestBlessedModelStrategy
 
 
-def _schema_title(artifact_type) -> str:
+def schema_title(artifact_type) -> str:
   """The schema title TFX's compiler gives an artifact type (`tfx.Model`, or a custom TYPE_NAME)."""
   return yaml.safe_load(compiler_utils.get_artifact_schema(artifact_type))["title"]
 
@@ -107,7 +107,7 @@ def typed_resolver_queries(pipeline: tfx.dsl.Pipeline, job: Dict[str, Any]) -> D
               if issubclass(channel.type, standard_artifacts.ModelBlessing) else "model-resolver")
       queries = executors[f"{node.id}-{part}_executor"]["resolver"]["outputArtifactQueries"]
       queries[key]["filter"] = re.sub(r'schema_title="[^"]*"',
-                                      f'schema_title="{_schema_title(channel.type)}"',
+                                      f'schema_title="{schema_title(channel.type)}"',
                                       queries[key]["filter"])
   return job
 
