@@ -19,9 +19,10 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
 
   Outputs `evaluation` (ModelEvaluation; `tfma.load_eval_result(uri, model_name=...)`
   with model names "candidate", "dense", "production") and `blessing` (a CompressionBlessing:
-  TFX's ModelBlessing under its own type, written as Evaluator writes it, with `verdict.json` (each accuracy drop with its paired 95%
-  interval and the number of examples) and float properties `candidate_accuracy`,
-  `dense_accuracy`, `compression_ratio`, and `latency_ratio` when the candidate has it).
+  TFX's ModelBlessing under its own type, written as Evaluator writes it, with `verdict.json`
+  (each accuracy drop with its paired 95% interval and the number of examples) and float
+  properties `candidate_accuracy`, `dense_accuracy`, `compression_ratio`, and `latency_ratio`
+  when the candidate has it).
   Beam options come from the pipeline or `.with_beam_pipeline_args()`.
   """
   SPEC_CLASS = spec.CompressionEvaluatorSpec

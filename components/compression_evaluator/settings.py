@@ -46,7 +46,8 @@ class CompressionEvaluatorSettings(settings_lib.Settings):
   # Judge on a split an upstream component fitted or selected on (its `data_roles`), accepting
   # the bias: logged, and recorded in the verdict. Off: the gate refuses such a split.
   allow_shared_splits: bool = setting(False, runtime=False)
-  max_accuracy_drop: float = setting(settings_lib.DEFAULT_MAX_ACCURACY_DROP, check=settings_lib.fraction())
+  max_accuracy_drop: float = setting(settings_lib.DEFAULT_MAX_ACCURACY_DROP,
+                                     check=settings_lib.fraction())
   max_relative_accuracy_drop: float = setting(
       0.0, check=settings_lib.fraction(high_open=True, note=" (0 turns it off)"))
   min_compression_ratio: float = setting(10.0, check=settings_lib.greater_than(1))

@@ -27,6 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCHEMA = os.path.join(REPO, "configs", "digits.schema.pbtxt")
 EVALUATOR_RESOLVER = "latest_blessed_model_resolver"   # the template's id
 GATE_RESOLVER = "gate_production_resolver"
+PIPELINE_NAME = "evaluator-beside-gate"
 
 
 def _pipeline(root: str) -> tfx.dsl.Pipeline:
@@ -48,10 +49,11 @@ def _pipeline(root: str) -> tfx.dsl.Pipeline:
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id(EVALUATOR_RESOLVER)
-  accuracy = tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=tfma.MetricThreshold(
-      value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 0.3}),
-      change_threshold=tfma.GenericChangeThreshold(
-          direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10})))
+  accuracy = tfma.MetricConfig(
+      class_name="SparseCategoricalAccuracy", threshold=tfma.MetricThreshold(
+          value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 0.3}),
+          change_threshold=tfma.GenericChangeThreshold(
+              direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10})))
   evaluator = tfx.components.Evaluator(
       examples=examples, model=trainer.outputs["model"],
       baseline_model=evaluator_resolver.outputs["model"],
@@ -75,7 +77,7 @@ def _pipeline(root: str) -> tfx.dsl.Pipeline:
       push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
           base_directory=os.path.join(root, "serving"))))
   return tfx.dsl.Pipeline(
-      pipeline_name="evaluator-beside-gate", pipeline_root=os.path.join(root, "pipeline"),
+      pipeline_name=PIPELINE_NAME, pipeline_root=os.path.join(root, "pipeline"),
       components=[example_gen, schema_gen, trainer, evaluator_resolver, evaluator, prune,
                   converter, production, gate, pusher],
       enable_cache=True, beam_pipeline_args=["--direct_num_workers=1"],
@@ -98,9 +100,9 @@ def _artifacts(root):
 def _inputs_of_last(root, component_id, key):
   """The URIs of `key` in the last execution of `component_id`."""
   with metadata.Metadata(_connection(root)) as m:
-    executions = [e for e in m.store.get_executions()
-                  if e.custom_properties["component_id"].string_value == component_id]
-    last = max(executions, key=lambda e: e.id)
+    node = m.store.get_context_by_type_and_name("node", f"{PIPELINE_NAME}.{component_id}")
+    last = max(m.store.get_executions_by_context(node.id), key=lambda e: e.id)
+    assert last.last_known_state == last.COMPLETE
     events = [e for e in m.store.get_events_by_execution_ids([last.id])
               if e.type == e.INPUT and e.path.steps[0].key == key]
     return [a.uri for a in m.store.get_artifacts_by_id([e.artifact_id for e in events])]
@@ -180,10 +182,10 @@ def test_compiled_vertex_queries_give_each_evaluator_its_own_production_model(ro
   store = _vertex_store(root, str(tmp_path / "bucket"))
   job = compiled(kubeflow.KubeflowV2DagRunner)
   blessing, model = _resolve(job, store, EVALUATOR_RESOLVER)
-  assert blessing["schema_title"] == "tfx.ModelBlessing"
+  assert blessing["type"]["schemaTitle"] == "tfx.ModelBlessing"
   assert "/Trainer/model/" in model["uri"]
   blessing, model = _resolve(job, store, GATE_RESOLVER)
-  assert blessing["schema_title"] == "tfx_bonsai.CompressionBlessing"
+  assert blessing["type"]["schemaTitle"] == "tfx_bonsai.CompressionBlessing"
   assert "/TFLiteConverter/tflite_model/" in model["uri"]
   # TFX's own compiler asks both resolvers for tfx.ModelBlessing: the gate would get the dense
   # SavedModel as its production model. Our runner's typed queries are what separate them.
