@@ -312,7 +312,7 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
   return config
 
 
-# The YAML key that sets each upstream use's split ("": wired by the pipeline, not settable).
+# The YAML key that sets each upstream use's split (absent: wired by the pipeline to `train`).
 _ROLE_KEYS = {("Trainer", "eval_args"): "pruning.selection_split",
               ("PruneTrainer", "eval_split"): "pruning.selection_split",
               ("TFLiteConverter", "agreement_split"): "conversion.agreement_split"}

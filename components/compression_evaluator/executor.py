@@ -224,8 +224,13 @@ class Executor(tfx_evaluator_executor.Executor):
     schema = examples_lib.infer_schema(examples, eval_split)  # names a missing split
     examples_lib.check_label(schema if transform_graph is None else
                              examples_lib.load_transformed_schema(transform_graph), label_key)
-    if production is not None:
-      model_io.read_tflite(production.uri, spec.BASELINE_MODEL_KEY)
+    if production is not None and not tf.io.gfile.exists(model_io.tflite_path(production.uri)):
+      raise model_io.ModelError(
+          f"{spec.BASELINE_MODEL_KEY}: the production model {production.uri} is no TFLite "
+          "model (a dense model's blessing answered the production lookup?); resolve it with "
+          "tfx_bonsai.pipeline.pipeline.production_resolver() (the gate's CompressionBlessing) "
+          "and compile for Vertex / Kubeflow with tfx_bonsai.pipeline.runners.kubeflow."
+          "KubeflowV2DagRunner, whose queries ask for that type")
     dense_keras = model_io.load_trainer_model(dense.uri, config.model_fn,
                                               config.module_file or None, compile=False)
     head = heads.resolve(config.head, dense_keras, config.metric)

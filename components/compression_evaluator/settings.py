@@ -41,7 +41,7 @@ class CompressionEvaluatorSettings(settings_lib.Settings):
   label_key: str = setting("label", check=settings_lib.non_empty("label"),
                            config=settings_lib.NOT_IN_CONFIG)
   # The pipeline's gate.eval_split (one of its splits, seen by nothing before the gate); not a
-  # RuntimeParameter: the pipeline refuses, when it is built, a search selecting on it.
+  # RuntimeParameter: the pipeline refuses, when it is built, a split upstream fits or selects on.
   eval_split: str = setting("eval", check=settings_lib.non_empty("eval"), runtime=False)
   # Judge on a split an upstream component fitted or selected on (its `data_roles`), accepting
   # the bias: logged, and recorded in the verdict. Off: the gate refuses such a split.

@@ -1,9 +1,8 @@
 """Kubeflow Pipelines v2 and Vertex AI: compile the pipeline, submit it, schedule it.
 
-`compile_pipeline` is TFX's KubeflowV2DagRunner (with typed resolver queries: `KubeflowV2DagRunner`
-below) over the same `create_pipeline`. Submitting
-and scheduling build their requests first (tested here, without a cloud), then make one
-thin client call.
+`compile_pipeline` is TFX's KubeflowV2DagRunner, with typed resolver queries
+(`KubeflowV2DagRunner` below), over the same `create_pipeline`. Submitting and scheduling build
+their requests first (tested here, without a cloud), then make one thin client call.
 """
 import contextlib
 import json

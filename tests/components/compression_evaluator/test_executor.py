@@ -346,6 +346,14 @@ def test_missing_candidate_tflite_raises_naming_the_input(tmp_path, small_dense_
     _run(tmp_path, small_dense_model, small_dense_model, digits_examples)
 
 
+def test_a_dense_model_as_production_is_refused_naming_the_typed_lookup(
+    tmp_path, candidate, small_dense_model, digits_examples):
+  # What a production lookup answered by TFX Evaluator's blessing would hand the gate.
+  with pytest.raises(model_io.ModelError, match=r"^baseline_model: the production model .* is "
+                     r"no TFLite model .*production_resolver\(\).*KubeflowV2DagRunner"):
+    _run(tmp_path, candidate, small_dense_model, digits_examples, production=small_dense_model)
+
+
 def test_missing_split_raises_naming_it(tmp_path, candidate, small_dense_model, digits_examples):
   with pytest.raises(examples_lib.DataError, match="split 'validation'"):
     _run(tmp_path, candidate, small_dense_model, digits_examples,
