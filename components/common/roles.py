@@ -17,7 +17,6 @@ DATA_ROLES_PROPERTY = "data_roles"
 # The roles a split can play before the gate.
 FIT = "fit"               # weights or quantization ranges were fitted on it
 SELECTION = "selection"   # a choice was made on it (a level, a per-layer allocation, a pass/fail)
-ROLES = (FIT, SELECTION)
 # The verdict's record of an accepted overlap (gate parameter allow_shared_splits).
 SHARED_SPLITS_KEY = "shared_splits"
 ALLOW_SHARED_SPLITS = "allow_shared_splits"
