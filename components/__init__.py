@@ -6,6 +6,7 @@ The components load on first use, so that importing a TF-free part (each compone
 import importlib
 
 _WHERE = {
+    "CompressionBlessing": "tfx_bonsai.components.common.blessing",
     "SparsityBlessing": "tfx_bonsai.components.common.blessing",
     "CompressionEvaluator": "tfx_bonsai.components.compression_evaluator.component",
     "PruneTrainer": "tfx_bonsai.components.prune_trainer.component",

@@ -6,6 +6,7 @@ allowed values, raised before any pipeline work starts.
 import copy
 import dataclasses
 import difflib
+import logging
 import os
 import re
 import typing
@@ -13,6 +14,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from tfx_bonsai.components.common import roles
 from tfx_bonsai.components.common import settings as settings_lib
 from tfx_bonsai.components.compression_evaluator import settings as evaluator_settings
 from tfx_bonsai.components.prune_trainer import settings as prune_settings
@@ -54,6 +56,11 @@ class TrainerConfig:
   custom_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+# pruning.search's placeholders for "the gate's value" (search_budget, search_decision).
+GATES_BUDGET = -1.0   # search.max_accuracy_drop < 0: the gate's max_accuracy_drop
+GATES_DECISION = ""   # search.accuracy_decision "": the gate's accuracy_decision
+
+
 def _section(name: str, settings_cls, group: str = "", extra=(), defaults=None):
   """The YAML section of a component: its settings fields whose config path is in `group`,
   with their types and defaults (`defaults` overrides some), plus `extra` config-only fields."""
@@ -79,8 +86,8 @@ SearchSection = _section(
     "SearchSection", prune_settings.PruneTrainerSettings, "search",
     extra=[("enabled", bool, dataclasses.field(default=False))],
     defaults={"levels": list(prune_settings.DEFAULT_SEARCH_LEVELS),
-              "max_accuracy_drop": -1.0,       # < 0: the gate's max_accuracy_drop
-              "accuracy_decision": ""})        # "": the gate's accuracy_decision
+              "max_accuracy_drop": GATES_BUDGET,
+              "accuracy_decision": GATES_DECISION})
 CollaborativeSection = _section("CollaborativeSection", prune_settings.PruneTrainerSettings,
                                 "collaborative")
 # pruning.selection_split and conversion.agreement_split pick which of the pipeline's SPLITS
@@ -277,11 +284,6 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
                       ("gate.eval_split", config.gate.eval_split)):
     if value not in SPLITS:
       raise ConfigError(f"{path}: must be one of {list(SPLITS)}, got '{value}'")
-  if config.pruning.search.enabled and config.pruning.selection_split == config.gate.eval_split:
-    raise ConfigError(
-        f"pruning.selection_split: the search would select on '{config.gate.eval_split}', the "
-        "split the gate then reports (gate.eval_split); choose another split, e.g. "
-        f"'{SELECTION_SPLIT}', so the gate judges on examples the search never saw")
   if bool(config.trainer.run_fn) == bool(config.trainer.module_file):
     raise ConfigError("trainer: set exactly one of trainer.run_fn (an importable path) or "
                       "trainer.module_file (a file with run_fn)")
@@ -293,6 +295,7 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
       make(config).validate()
     except settings_lib.SettingsError as e:
       raise _config_error(section, type(make(config)), e) from e
+  _validate_data_roles(config)
   if config.pruning.collaborative.qat_epochs and config.conversion.quantization != "int8":
     raise ConfigError("pruning.collaborative.qat_epochs: quantization-aware training needs "
                       f"conversion.quantization 'int8', got '{config.conversion.quantization}'")
@@ -307,6 +310,50 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
   _validate_vertex_options(config.runner)
   _validate_runtime_parameters(config)
   return config
+
+
+# The YAML key that sets each upstream use's split (absent: wired by the pipeline to `train`).
+_ROLE_KEYS = {("Trainer", "eval_args"): "pruning.selection_split",
+              ("PruneTrainer", "eval_split"): "pruning.selection_split",
+              ("TFLiteConverter", "agreement_split"): "conversion.agreement_split"}
+
+
+def data_uses(config: BonsaiConfig) -> List[roles.Use]:
+  """Every split the pipeline's components before the gate fit or select on (roles.Use)."""
+  trainer = [roles.Use(TRAIN_SPLIT, roles.FIT, "Trainer", "train_args", "trains on it"),
+             roles.Use(config.pruning.selection_split, roles.SELECTION, "Trainer", "eval_args",
+                       "validates on it (its run_fn may stop early there)")]
+  return (trainer + roles.prune_trainer_uses(prune_trainer_settings(config))
+          + roles.converter_uses(tflite_converter_settings(config)))
+
+
+def _validate_data_roles(config: BonsaiConfig) -> None:
+  """Refuses a gate.eval_split that a component before the gate fits or selects on, unless
+  gate.allow_shared_splits (then logs it; the gate records it in its verdict)."""
+  split = config.gate.eval_split
+  shared = roles.on_split(data_uses(config), split)
+  if not shared:
+    return
+  used = "; ".join(f"{u.component} {u.purpose}" + (
+      f" ({_ROLE_KEYS[u.component, u.parameter]}='{split}')"
+      if (u.component, u.parameter) in _ROLE_KEYS else "") for u in dict.fromkeys(shared))
+  if config.gate.allow_shared_splits:
+    logging.getLogger(__name__).warning(
+        "gate.allow_shared_splits: the gate judges on '%s', which shaped the model: %s", split,
+        used)
+    return
+  keys = [k for k in dict.fromkeys(_ROLE_KEYS.get((u.component, u.parameter)) for u in shared) if k]
+  if keys:
+    other = next(s for s in SPLITS if s not in (split, TRAIN_SPLIT))
+    way = f"set {' and '.join(keys)} to another split (e.g. '{other}')"
+  else:
+    unused = [s for s in SPLITS if not roles.on_split(data_uses(config), s)]
+    way = f"set gate.eval_split to a split nothing upstream uses ({', '.join(map(repr, unused))})"
+  raise ConfigError(
+      f"{(keys or ['gate.eval_split'])[0]}: the gate would judge on split '{split}' "
+      f"(gate.eval_split), which shaped the model it judges: {used}. Its accuracy there is "
+      f"biased upwards; {way} so the gate judges on examples nothing upstream saw, or accept "
+      "the bias with gate.allow_shared_splits: true (logged, and recorded in the verdict)")
 
 
 def read_schema(path: str, key: str = "data.schema"):

@@ -9,6 +9,7 @@ from tfx.dsl.components.base import executor_spec
 from kfp.pipeline_spec import pipeline_spec_pb2 as pipeline_pb2
 from tfx.proto import example_gen_pb2
 
+from tfx_bonsai.components.common import blessing
 from tfx_bonsai.components.compression_evaluator.component import CompressionEvaluator
 from tfx_bonsai.components.prune_trainer.component import PruneTrainer
 from tfx_bonsai.components.pusher.executor import AtomicPushExecutor
@@ -73,6 +74,20 @@ def _content_addressed(path: str, pipeline_root: str) -> str:
       f.write(content)
     os.replace(target + ".partial", target)
   return target
+
+
+def production_resolver(resolver_id: str = PRODUCTION_RESOLVER_ID) -> tfx.dsl.Resolver:
+  """The model in production: the latest model the gate blessed (a CompressionBlessing).
+
+  The blessing's type alone tells the deployable lineage from the dense one, so a TFX
+  Evaluator's baseline resolver (ModelBlessing) and this one never pick each other's models,
+  locally and on Vertex (compiled by `runners.kubeflow.KubeflowV2DagRunner`).
+  """
+  return tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=blessing.CompressionBlessing),
+  ).with_id(resolver_id)
 
 
 def create_pipeline(config: BonsaiConfig,
@@ -152,14 +167,7 @@ def create_pipeline(config: BonsaiConfig,
       model=pruned_model, tflite_model=converter.outputs["tflite_model"],
       **arguments("sparsity", config_lib.sparsity_validator_settings(config)))
 
-  production = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                            producer_component_id=converter.id, output_key="tflite_model"),
-      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                                     producer_component_id="CompressionEvaluator",
-                                     output_key="blessing"),
-  ).with_id(PRODUCTION_RESOLVER_ID)
+  production = production_resolver()
 
   evaluator = CompressionEvaluator(
       model=converter.outputs["tflite_model"], dense_model=trainer.outputs["model"],

@@ -14,8 +14,8 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 __version__ = "0.2.0"
 
-__all__ = ["CompressionEvaluator", "PruneTrainer", "SparsityBlessing", "SparsityValidator",
-           "TFLiteConverter"]
+__all__ = ["CompressionBlessing", "CompressionEvaluator", "PruneTrainer", "SparsityBlessing",
+           "SparsityValidator", "TFLiteConverter"]
 
 
 def __getattr__(name):

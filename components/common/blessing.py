@@ -8,6 +8,7 @@ import tensorflow as tf
 from tfx import types
 from tfx.dsl.io import fileio
 from tfx.types import artifact
+from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
 BLESSED_FILE = "BLESSED"
@@ -21,14 +22,32 @@ VERDICT_FILE = "verdict.json"
 class SparsityBlessing(artifact.Artifact):
   """SparsityValidator's verdict: a ModelBlessing in all but its type name.
 
-  Same BLESSED/NOT_BLESSED file and `blessed` property, but its own type, so that the
-  production-model lookup (LatestBlessedModelStrategy; on Vertex a query for blessed
-  `tfx.ModelBlessing` artifacts) finds only the gate's blessings, never this one.
+  Same BLESSED/NOT_BLESSED file and `blessed` property, but its own type, so that no
+  production-model lookup (LatestBlessedModelStrategy) ever takes it for a blessing.
   """
   # On KFP v2 / Vertex, TFX's container entrypoint imports a custom type by its schema title,
   # which TFX's compiler requires to be `module.ClassName` (one dot): so the name is the class's
   # import path through the package root, which re-exports it.
   TYPE_NAME = "tfx_bonsai.SparsityBlessing"
+
+
+class CompressionBlessing(standard_artifacts.ModelBlessing):
+  """The gate's blessing of a deployable (TFLite) model: TFX's ModelBlessing under its own type.
+
+  The dense lineage (Trainer -> TFX Evaluator) blesses with `ModelBlessing`; the deployable one
+  (TFLiteConverter -> CompressionEvaluator) with this type. A LatestBlessedModelStrategy
+  resolver finds blessings by type: locally its channel's type, on Vertex the schema title of
+  its compiled query. So TFX Evaluator's baseline resolver never sees the gate's blessings, and
+  the gate's never the Evaluator's (on Vertex, once `runners.kubeflow` has written the type into
+  the compiled query: TFX's compiler always writes `tfx.ModelBlessing` there).
+  """
+  TYPE_NAME = "tfx_bonsai.CompressionBlessing"
+
+
+# A subclass, and named as its base for TFX's channel type check (ChannelParameter.type_check
+# accepts a type whose class name is the expected one): the stock Pusher takes it as a
+# ModelBlessing, while MLMD and Vertex know it by TYPE_NAME.
+CompressionBlessing.__name__ = standard_artifacts.ModelBlessing.__name__
 
 
 def write_blessing(blessing: types.Artifact, blessed: bool,

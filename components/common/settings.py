@@ -33,6 +33,9 @@ Check = Callable[[Any], Optional[str]]
 POINT = "point"            # the point drop must be within the budget
 CONFIDENT = "confident"    # the upper end of its paired 95% interval must be within the budget
 ACCURACY_DECISIONS = (POINT, CONFIDENT)
+# The accuracy budget: the gate's max_accuracy_drop and PruneTrainer's search_max_accuracy_drop
+# default to it, so a search wired by hand aims at the budget the gate will judge by.
+DEFAULT_MAX_ACCURACY_DROP = 0.01
 
 
 class SettingsError(ValueError):

@@ -18,10 +18,11 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
   production) with TFMA on Beam, and blesses it only when it is small and accurate enough.
 
   Outputs `evaluation` (ModelEvaluation; `tfma.load_eval_result(uri, model_name=...)`
-  with model names "candidate", "dense", "production") and `blessing` (ModelBlessing
-  as Evaluator writes it, with `verdict.json` (each accuracy drop with its paired 95%
-  interval and the number of examples) and float properties `candidate_accuracy`,
-  `dense_accuracy`, `compression_ratio`, and `latency_ratio` when the candidate has it).
+  with model names "candidate", "dense", "production") and `blessing` (a CompressionBlessing:
+  TFX's ModelBlessing under its own type, written as Evaluator writes it, with `verdict.json`
+  (each accuracy drop with its paired 95% interval and the number of examples) and float
+  properties `candidate_accuracy`, `dense_accuracy`, `compression_ratio`, and `latency_ratio`
+  when the candidate has it).
   Beam options come from the pipeline or `.with_beam_pipeline_args()`.
   """
   SPEC_CLASS = spec.CompressionEvaluatorSpec
@@ -47,7 +48,8 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
                module_file: Optional[str] = None,
                accuracy_decision: str = _DEFAULTS.accuracy_decision,
                min_accuracy: float = _DEFAULTS.min_accuracy,
-               dense_blessing: Optional[types.BaseChannel] = None):
+               dense_blessing: Optional[types.BaseChannel] = None,
+               allow_shared_splits: bool = _DEFAULTS.allow_shared_splits):
     """Args:
       model: the candidate, a TFLiteConverter output (`Format-Serving/tflite`).
       dense_model: the Trainer's Model (Keras SavedModel taking serialized tf.Examples).
@@ -80,6 +82,10 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
       min_accuracy: the candidate's accuracy must be at least this, in [0, 1]; 0 is off.
       dense_blessing: the dense model's ModelBlessing from a TFX Evaluator upstream;
         optional. When given, the candidate is blessed only if the dense model was.
+      allow_shared_splits: judge on `eval_split` even when the candidate's or the dense
+        model's `data_roles` property says it was fitted or selected on it (logged, and
+        recorded in the verdict as `shared_splits`); default False: the gate refuses, naming
+        the uses and how to add a `selection` split.
     The parameters are the fields of `settings.CompressionEvaluatorSettings` (types,
     defaults, rules); each scalar one but `eval_split` may be a
     `tfx.dsl.experimental.RuntimeParameter`, checked when the run starts.

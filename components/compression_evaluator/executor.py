@@ -40,6 +40,7 @@ from tfx_bonsai.components.common import examples as examples_lib
 from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.common import progress
+from tfx_bonsai.components.common import roles
 from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.compression_evaluator import extractors
@@ -115,6 +116,29 @@ def make_eval_config(label_key: str, with_production: bool, head: str = heads.MU
       slicing_specs=[config_pb2.SlicingSpec()])
   config.options.include_default_metrics.value = False
   return config
+
+
+def check_data_roles(config: settings.CompressionEvaluatorSettings, examples: types.Artifact,
+                     *models: types.Artifact) -> Optional[Dict[str, Any]]:
+  """Refuses (DataRoleError) to judge on a split the models' `data_roles` say shaped them.
+
+  With `allow_shared_splits` it logs the overlap and returns its record for the verdict;
+  None when there is no overlap.
+  """
+  uses = []
+  for model in models:
+    if model.has_custom_property(roles.DATA_ROLES_PROPERTY):
+      uses += roles.decode(model.get_string_custom_property(roles.DATA_ROLES_PROPERTY))
+  shared = list(dict.fromkeys(roles.on_split(uses, config.eval_split)))
+  if not shared:
+    return None
+  if not config.allow_shared_splits:
+    splits = artifact_utils.decode_split_names(examples.split_names or "[]")
+    raise roles.DataRoleError(roles.shared_split_message(config.eval_split, shared, splits))
+  logging.warning("CompressionEvaluator: judging on split '%s', which shaped the candidate (%s); "
+                  "accepted by allow_shared_splits=True", config.eval_split,
+                  "; ".join(u.describe() for u in shared))
+  return dict(roles.shared_record(config.eval_split, shared))
 
 
 def paired_counts(outcomes: Dict[str, Any], baseline: str, candidate: str) -> stats.PairedCounts:
@@ -195,6 +219,7 @@ class Executor(tfx_evaluator_executor.Executor):
     evaluation = artifact_utils.get_single_instance(output_dict[spec.EVALUATION_KEY])
     blessing = artifact_utils.get_single_instance(output_dict[spec.BLESSING_KEY])
 
+    shared = check_data_roles(config, examples, candidate, dense)
     failure = tflite.conversion_failure(candidate)
     if failure is not None:  # no conversion mode agreed: refused before any evaluation
       verdict = gate.Verdict(blessed=False, checks=(), reasons=(f"conversion failed: {failure}",))
@@ -205,8 +230,13 @@ class Executor(tfx_evaluator_executor.Executor):
     schema = examples_lib.infer_schema(examples, eval_split)  # names a missing split
     examples_lib.check_label(schema if transform_graph is None else
                              examples_lib.load_transformed_schema(transform_graph), label_key)
-    if production is not None:
-      model_io.read_tflite(production.uri, spec.BASELINE_MODEL_KEY)
+    if production is not None and not tf.io.gfile.exists(model_io.tflite_path(production.uri)):
+      raise model_io.ModelError(
+          f"{spec.BASELINE_MODEL_KEY}: the production model {production.uri} is no TFLite "
+          "model (a dense model's blessing answered the production lookup?); resolve it with "
+          "tfx_bonsai.pipeline.pipeline.production_resolver() (the gate's CompressionBlessing) "
+          "and compile for Vertex / Kubeflow with tfx_bonsai.pipeline.runners.kubeflow."
+          "KubeflowV2DagRunner, whose queries ask for that type")
     dense_keras = model_io.load_trainer_model(dense.uri, config.model_fn,
                                               config.module_file or None, compile=False)
     head = heads.resolve(config.head, dense_keras, config.metric)
@@ -259,7 +289,11 @@ class Executor(tfx_evaluator_executor.Executor):
           measured[key] = paired_counts(outcomes, name, spec.CANDIDATE_MODEL_NAME).to_dict()
 
     verdict = gate.decide(measured, config, errors)
-    blessing_lib.write_blessing(blessing, verdict.blessed, candidate, verdict.to_dict())
+    verdict_record = verdict.to_dict()
+    if shared is not None:
+      verdict_record[roles.SHARED_SPLITS_KEY] = shared
+      blessing.set_string_custom_property(roles.SHARED_SPLITS_KEY, json.dumps(shared))
+    blessing_lib.write_blessing(blessing, verdict.blessed, candidate, verdict_record)
     if production is not None:  # as TFX's Evaluator records its baseline
       blessing.set_string_custom_property(
           evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, production.uri)

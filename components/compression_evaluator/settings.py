@@ -23,6 +23,8 @@ class CompressionEvaluatorSettings(settings_lib.Settings):
     the candidate may have, >= 0; 0 turns the check off.
   label_key: the label feature (integer class ids, or the regression target; a transformed
     feature with a transform_graph); eval_split: the split evaluated.
+  allow_shared_splits: judge on `eval_split` even when an upstream model says it fitted or
+    selected on it (its `data_roles` property); off (default): refuse.
   accuracy_decision: `confident` (the upper end of the paired 95% interval on each accuracy
     drop must be within the budget) or `point` (the point drop must be); classifier heads.
   min_accuracy: the candidate's accuracy must be at least this, in [0, 1]; 0 turns it off
@@ -39,9 +41,13 @@ class CompressionEvaluatorSettings(settings_lib.Settings):
   label_key: str = setting("label", check=settings_lib.non_empty("label"),
                            config=settings_lib.NOT_IN_CONFIG)
   # The pipeline's gate.eval_split (one of its splits, seen by nothing before the gate); not a
-  # RuntimeParameter: the pipeline refuses, when it is built, a search selecting on it.
+  # RuntimeParameter: the pipeline refuses, when it is built, a split upstream fits or selects on.
   eval_split: str = setting("eval", check=settings_lib.non_empty("eval"), runtime=False)
-  max_accuracy_drop: float = setting(0.01, check=settings_lib.fraction())
+  # Judge on a split an upstream component fitted or selected on (its `data_roles`), accepting
+  # the bias: logged, and recorded in the verdict. Off: the gate refuses such a split.
+  allow_shared_splits: bool = setting(False, runtime=False)
+  max_accuracy_drop: float = setting(settings_lib.DEFAULT_MAX_ACCURACY_DROP,
+                                     check=settings_lib.fraction())
   max_relative_accuracy_drop: float = setting(
       0.0, check=settings_lib.fraction(high_open=True, note=" (0 turns it off)"))
   min_compression_ratio: float = setting(10.0, check=settings_lib.greater_than(1))

@@ -67,5 +67,6 @@ class CompressionEvaluatorSpec(component_spec.ComponentSpec):
   }
   OUTPUTS = {
       EVALUATION_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelEvaluation),
-      BLESSING_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
+      # Its own type, so the dense (Evaluator) and deployable lineages never meet in a resolver.
+      BLESSING_KEY: component_spec.ChannelParameter(type=blessing.CompressionBlessing),
   }

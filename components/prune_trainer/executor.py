@@ -16,6 +16,7 @@ from tfx.utils import io_utils
 from tfx_bonsai.components.common import examples as examples_lib
 from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.common import roles
 from tfx_bonsai.components.prune_trainer import collaborative
 from tfx_bonsai.components.prune_trainer import pruning
 from tfx_bonsai.components.prune_trainer import search
@@ -149,6 +150,8 @@ class Executor(base_executor.BaseExecutor):
                                    int(model_io.is_quantization_aware(final_model)))
     output.set_string_custom_property(spec.HEAD_PROPERTY, head)
     output.set_string_custom_property(spec.METRIC_PROPERTY, metric)
+    output.set_string_custom_property(spec.DATA_ROLES_PROPERTY,
+                                      roles.encode(roles.prune_trainer_uses(config)))
     if accuracy is not None:
       output.set_float_custom_property(spec.EVAL_METRIC_PROPERTY, accuracy)
       if metric == heads.ACCURACY:

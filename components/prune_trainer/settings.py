@@ -92,7 +92,10 @@ class PruneTrainerSettings(settings_lib.Settings):
   # The search: empty levels turn it off.
   search_levels: List[float] = setting(default_factory=list, check=_levels,
                                        config="search.levels", runtime=False)
-  search_max_accuracy_drop: float = setting(0.01, check=settings_lib.fraction(),
+  # The gate's default budget (a hand-wired search cannot see the gate: pass the gate's
+  # max_accuracy_drop here when it is not the default; the YAML pipeline does).
+  search_max_accuracy_drop: float = setting(settings_lib.DEFAULT_MAX_ACCURACY_DROP,
+                                            check=settings_lib.fraction(),
                                             config="search.max_accuracy_drop")
   search_max_trials: int = setting(8, check=settings_lib.at_least(1), config="search.max_trials")
   search_time_budget_s: float = setting(0.0, check=settings_lib.at_least(0, " (0: no limit)"),

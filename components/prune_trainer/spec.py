@@ -5,6 +5,7 @@ from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
 from tfx_bonsai.components.common import params
+from tfx_bonsai.components.common import roles
 from tfx_bonsai.components.prune_trainer import settings
 
 # Inputs
@@ -55,6 +56,7 @@ QUANTIZATION_AWARE_PROPERTY = "quantization_aware"   # 1 when the model carries 
 HEAD_PROPERTY = "head"                 # the resolved head (heads.HEADS)
 METRIC_PROPERTY = "metric"             # accuracy, mae or rmse
 EVAL_METRIC_PROPERTY = "eval_metric"   # that metric on the eval split
+DATA_ROLES_PROPERTY = roles.DATA_ROLES_PROPERTY  # the splits it fitted and selected on (JSON)
 
 
 class PruneTrainerSpec(component_spec.ComponentSpec):

@@ -13,6 +13,7 @@ from tfx.types import artifact_utils
 from tfx_bonsai.components.common import examples as examples_lib
 from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.common import roles
 from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.tflite_converter import conversion
 from tfx_bonsai.components.tflite_converter import latency
@@ -143,7 +144,11 @@ class Executor(base_executor.BaseExecutor):
     result, model_bytes = outcome.agreement, outcome.model_bytes
     path = write_model(output.uri, model_bytes)
     raw, gzipped = len(model_bytes), conversion.gzip_size(model_bytes)
+    upstream = (roles.decode(model_artifact.get_string_custom_property(spec.DATA_ROLES_PROPERTY))
+                if model_artifact.has_custom_property(spec.DATA_ROLES_PROPERTY) else [])
     properties = {
+        spec.DATA_ROLES_PROPERTY: roles.encode(
+            upstream + roles.converter_uses(config, with_examples=examples is not None)),
         spec.TFLITE_BYTES_PROPERTY: raw,
         spec.TFLITE_GZIP_BYTES_PROPERTY: gzipped,
         spec.QUANTIZATION_PROPERTY: outcome.mode,

@@ -5,6 +5,7 @@ from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
 from tfx_bonsai.components.common import params
+from tfx_bonsai.components.common import roles
 from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.tflite_converter import settings
 
@@ -41,6 +42,8 @@ AGREED_PROPERTY = tflite.AGREED_PROPERTY                          # int 0/1
 CONVERSION_FAILURE_PROPERTY = tflite.CONVERSION_FAILURE_PROPERTY  # why no mode agreed
 REQUESTED_QUANTIZATION_PROPERTY = "requested_quantization"  # `quantization` is the mode chosen
 FLOAT_LAYERS_PROPERTY = "float_layers"   # JSON list: the layers "mixed" kept float
+# The splits it and the models upstream fitted and selected on (JSON; the gate refuses them)
+DATA_ROLES_PROPERTY = roles.DATA_ROLES_PROPERTY
 # Latency at batch 1, XNNPack on (floats, milliseconds; absent when not measured): the
 # candidate and the dense float TFLite of the same Keras model, at 1 and at all CPU threads.
 LATENCY_MS_1T_PROPERTY = "latency_ms_1t"

@@ -1,8 +1,8 @@
 """Kubeflow Pipelines v2 and Vertex AI: compile the pipeline, submit it, schedule it.
 
-`compile_pipeline` is TFX's KubeflowV2DagRunner over the same `create_pipeline`. Submitting
-and scheduling build their requests first (tested here, without a cloud), then make one
-thin client call.
+`compile_pipeline` is TFX's KubeflowV2DagRunner, with typed resolver queries
+(`KubeflowV2DagRunner` below), over the same `create_pipeline`. Submitting and scheduling build
+their requests first (tested here, without a cloud), then make one thin client call.
 """
 import contextlib
 import json
@@ -10,7 +10,14 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence
 
+import yaml
 from tfx import v1 as tfx
+from tfx.dsl.components.common import resolver
+from tfx.dsl.input_resolution.strategies import latest_blessed_model_strategy
+from tfx.dsl.io import fileio
+from tfx.orchestration.kubeflow.v2 import compiler_utils
+from tfx.types import standard_artifacts
+from tfx.utils import deprecation_utils
 
 from tfx_bonsai.pipeline import config as config_lib
 from tfx_bonsai.pipeline.config import BonsaiConfig
@@ -55,6 +62,55 @@ def check_remote(config: BonsaiConfig, allow_local: bool = False) -> None:
                       "first (e.g. with a local `bonsai run` pointed at it)")
 
 
+class KubeflowV2DagRunner(tfx.orchestration.experimental.KubeflowV2DagRunner):
+  """TFX's KubeflowV2DagRunner whose latest-blessed-model queries ask for their channels' types.
+
+  TFX's compiler writes `schema_title="tfx.ModelBlessing"` and `"tfx.Model"` into every
+  LatestBlessedModelStrategy resolver, whatever its channels' types (kubeflow/v2/step_builder.py):
+  the gate's production resolver (a CompressionBlessing channel) would get TFX Evaluator's
+  blessing and its dense SavedModel. This runner writes each channel's type into its query,
+  so a resolver finds on Vertex what it finds locally. Use it in place of TFX's to compile a
+  pipeline wired by hand with CompressionEvaluator.
+  """
+
+  def run(self, pipeline: tfx.dsl.Pipeline, parameter_values: Optional[Dict[str, Any]] = None,
+          write_out: Optional[bool] = True) -> Dict[str, Any]:
+    job = typed_resolver_queries(
+        pipeline, super().run(pipeline, parameter_values, write_out=False))
+    if write_out:
+      path = os.path.join(self._output_dir, self._output_filename)
+      fileio.makedirs(self._output_dir)
+      with fileio.open(path, "w") as f:
+        json.dump(job, f, sort_keys=True)
+    return job
+
+
+_LATEST_BLESSED = latest_blessed_model_strategy.LatestBlessedModelStrategy
+
+
+def schema_title(artifact_type) -> str:
+  """The schema title TFX's compiler gives an artifact type (`tfx.Model`, or a custom TYPE_NAME)."""
+  return yaml.safe_load(compiler_utils.get_artifact_schema(artifact_type))["title"]
+
+
+def typed_resolver_queries(pipeline: tfx.dsl.Pipeline, job: Dict[str, Any]) -> Dict[str, Any]:
+  """The compiled `job` with each LatestBlessedModelStrategy resolver's two queries asking for
+  its own channels' types (schema titles) instead of TFX's fixed ModelBlessing and Model."""
+  executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+  for node in pipeline.components:
+    if not isinstance(node, resolver.Resolver) or deprecation_utils.get_first_nondeprecated_class(
+        node.exec_properties[resolver.RESOLVER_STRATEGY_CLASS]) is not _LATEST_BLESSED:
+      continue
+    for key, channel in node.inputs.items():
+      part = ("model-blessing-resolver"
+              if issubclass(channel.type, standard_artifacts.ModelBlessing) else "model-resolver")
+      queries = executors[f"{node.id}-{part}_executor"]["resolver"]["outputArtifactQueries"]
+      queries[key]["filter"] = re.sub(r'schema_title="[^"]*"',
+                                      f'schema_title="{schema_title(channel.type)}"',
+                                      queries[key]["filter"])
+  return job
+
+
 def compile_pipeline(config: BonsaiConfig, output_path: str,
                      allow_local: bool = False,
                      runtime_parameters: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -67,7 +123,7 @@ def compile_pipeline(config: BonsaiConfig, output_path: str,
   check_remote(config, allow_local)
   if runtime_parameters is None:
     runtime_parameters = config.runner.runtime_parameters
-  runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+  runner = KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
           default_image=config.runner.image),
       output_dir=os.path.dirname(os.path.abspath(output_path)),

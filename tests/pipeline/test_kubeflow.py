@@ -68,13 +68,37 @@ def test_production_lookup_matches_only_the_gates_blessings(compiled):
   job, _ = compiled
   executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
   query = executors["latest_blessed_model_resolver-model-blessing-resolver_executor"]
-  assert 'schema_title="tfx.ModelBlessing"' in query["resolver"]["outputArtifactQueries"]["model_blessing"]["filter"]
+  blessing_filter = query["resolver"]["outputArtifactQueries"]["model_blessing"]["filter"]
+  assert blessing_filter.startswith('schema_title="tfx_bonsai.CompressionBlessing" AND')
+  assert "metadata.blessed.number_value=1" in blessing_filter
+  model = executors["latest_blessed_model_resolver-model-resolver_executor"]
+  assert model["resolver"]["outputArtifactQueries"]["model"]["filter"].startswith(
+      'schema_title="tfx.Model" AND')
   def title(component):
     kind = job["pipelineSpec"]["components"][component]["outputDefinitions"]["artifacts"]["blessing"]["artifactType"]
     return kind.get("schemaTitle") or kind["instanceSchema"].split("\n")[0].split(": ")[1]
 
-  assert title("CompressionEvaluator") == "tfx.ModelBlessing"
+  assert title("CompressionEvaluator") == "tfx_bonsai.CompressionBlessing"
   assert title("SparsityValidator") == "tfx_bonsai.SparsityBlessing"
+
+
+def test_tfxs_own_compiler_would_query_the_evaluators_blessing_type(tmp_path):
+  # Why compile_pipeline uses our runner: TFX's writes tfx.ModelBlessing whatever the channel.
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  from tfx_bonsai.pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  stock = tfx.orchestration.experimental.KubeflowV2DagRunner(
+      config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=IMAGE),
+      output_dir=str(tmp_path), output_filename="stock.json")
+  job = stock.run(pipeline_lib.create_pipeline(_config()), write_out=False)
+  executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+  query = executors["latest_blessed_model_resolver-model-blessing-resolver_executor"]
+  assert query["resolver"]["outputArtifactQueries"]["model_blessing"]["filter"].startswith(
+      'schema_title="tfx.ModelBlessing"')
+  fixed = kubeflow.typed_resolver_queries(pipeline_lib.create_pipeline(_config()), job)
+  query = fixed["pipelineSpec"]["deploymentSpec"]["executors"][
+      "latest_blessed_model_resolver-model-blessing-resolver_executor"]
+  assert query["resolver"]["outputArtifactQueries"]["model_blessing"]["filter"].startswith(
+      'schema_title="tfx_bonsai.CompressionBlessing"')
 
 
 def test_compiling_twice_gives_the_same_json(compiled, tmp_path):

@@ -40,16 +40,43 @@ def test_default_pipeline_gives_each_role_its_own_split(search):
       assert '"eval"' not in str(value), (component_id, key)
 
 
-def test_search_on_the_gates_split_is_refused():
+@pytest.mark.parametrize("overrides, key, use", [
+    (["pruning.selection_split=eval", "pruning.allocation=sensitivity"], "pruning.selection_split",
+     "PruneTrainer allocates per-layer sparsity by each layer's sensitivity on it "
+     "(pruning.selection_split='eval')"),
+    (["pruning.search.enabled=true", "pruning.selection_split=eval"], "pruning.selection_split",
+     "PruneTrainer searches the sparsity level on it (pruning.selection_split='eval')"),
+    (["gate.eval_split=train"], "gate.eval_split", "PruneTrainer fine-tunes on it"),
+    (["conversion.agreement_split=eval"], "conversion.agreement_split",
+     "TFLiteConverter passes or fails the conversion on it (conversion.agreement_split='eval')"),
+    (["gate.eval_split=selection"], "pruning.selection_split",
+     "TFLiteConverter passes or fails the conversion on it (conversion.agreement_split="
+     "'selection')"),
+])
+def test_the_gate_on_a_split_that_shaped_the_model_is_refused(overrides, key, use):
   with pytest.raises(config_lib.ConfigError) as error:
-    config_lib.load(DIGITS, ["pruning.search.enabled=true", "pruning.selection_split=eval"])
-  assert str(error.value).startswith(
-      "pruning.selection_split: the search would select on 'eval', the split the gate then "
-      "reports (gate.eval_split)")
-  # Moving the gate instead is refused the same way.
-  with pytest.raises(config_lib.ConfigError, match="pruning.selection_split: the search would "
-                                                   "select on 'selection'"):
-    config_lib.load(DIGITS, ["pruning.search.enabled=true", "gate.eval_split=selection"])
+    config_lib.load(DIGITS, overrides)
+  message = str(error.value)
+  assert message.startswith(f"{key}: the gate would judge on split "), message
+  assert use in message
+  assert "gate.allow_shared_splits: true" in message
+
+
+def test_shared_splits_accepted_explicitly_reach_the_gate(caplog):
+  config = config_lib.load(DIGITS, ["conversion.agreement_split=eval",
+                                    "gate.allow_shared_splits=true"])
+  assert "gate.allow_shared_splits: the gate judges on 'eval'" in caplog.text
+  gate = _components(config)["CompressionEvaluator"].exec_properties
+  assert gate["allow_shared_splits"] == 1
+  assert _components(config_lib.load(DIGITS))["CompressionEvaluator"].exec_properties[
+      "allow_shared_splits"] == 0
+
+
+def test_plain_pruning_only_reports_on_its_split_so_the_converter_may_share_it():
+  # Uniform pruning reads its eval_split only to report the validation metric: no role.
+  uses = config_lib.data_uses(config_lib.load(DIGITS))
+  assert [(u.component, u.role) for u in uses if u.split == "selection"] == [
+      ("Trainer", "selection"), ("TFLiteConverter", "selection")]
 
 
 @pytest.mark.parametrize("override, message", [

@@ -15,10 +15,14 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2 import compiler_utils
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as entrypoint
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
 from tfx.utils import import_utils
 
 from tfx_bonsai.components.common import blessing as blessing_lib
+from tfx_bonsai.components.common import roles
 from tfx_bonsai.components.compression_evaluator import executor as evaluator_executor
+from tfx_bonsai.components.tflite_converter import settings as converter_settings
 from tfx_bonsai.pipeline import config as config_lib
 from tfx_bonsai.pipeline.runners import kubeflow
 from tfx_bonsai.pipeline.runners import vertex_local
@@ -54,8 +58,8 @@ def test_every_artifact_type_resolves_through_tfx_entrypoint(job):
     # The type round-trips: standard types by TFX's title map, custom ones by their name.
     assert title in (compiler_utils.get_artifact_title(cls), cls.TYPE_NAME), where
     titles.add(title)
-  assert "tfx_bonsai.SparsityBlessing" in titles
-  assert {"tfx.Model", "tfx.ModelBlessing", "tfx.Examples"} <= titles
+  assert {"tfx_bonsai.SparsityBlessing", "tfx_bonsai.CompressionBlessing"} <= titles
+  assert {"tfx.Model", "tfx.Examples"} <= titles
 
 
 def test_a_type_name_that_is_not_importable_is_what_the_entrypoint_refuses():
@@ -160,11 +164,13 @@ def test_resolvers_find_the_latest_blessed_model(job, tmp_path):
   assert vertex_local.query(store, blessing_query, {}) == []
   _record(store, "tfx.Model", "m1", {})
   _record(store, "tfx.Model", "m2", {})
-  _record(store, "tfx.ModelBlessing", "b1", {"blessed": 1, "current_model_id": "m1"})
-  _record(store, "tfx.ModelBlessing", "b2", {"blessed": 0, "current_model_id": "m2"})
+  _record(store, "tfx_bonsai.CompressionBlessing", "b1", {"blessed": 1, "current_model_id": "m1"})
+  _record(store, "tfx_bonsai.CompressionBlessing", "b2", {"blessed": 0, "current_model_id": "m2"})
   _record(store, "tfx_bonsai.SparsityBlessing", "s1", {"blessed": 1, "current_model_id": "m2"})
+  _record(store, "tfx.Model", "dense", {})  # a TFX Evaluator's blessing of a Trainer model
+  _record(store, "tfx.ModelBlessing", "e1", {"blessed": 1, "current_model_id": "dense"})
   (blessing,) = vertex_local.query(vertex_local.Store(str(tmp_path)), blessing_query, {})
-  assert blessing["name"] == "b1"  # not the refused b2, not the validator's blessing
+  assert blessing["name"] == "b1"  # not the refused b2, the validator's or the Evaluator's
   (model,) = vertex_local.query(store, model_query, {"input": [blessing]})
   assert model["name"] == "m1"
   # TFX writes current_model_id as an integer MLMD id unless its entrypoint rewrites it into
@@ -189,3 +195,29 @@ def test_launcher_runs_with_the_standard_library_only(tmp_path):
                         os.path.dirname(vertex_local.__file__)],
                        capture_output=True, text=True, cwd=str(tmp_path), check=False)
   assert run.returncode == 0, run.stderr
+
+
+def test_data_roles_reach_the_gate_through_vertex_and_it_refuses(job, tmp_path):
+  # The converter's output as TFX's entrypoint reports it to Vertex (ExecutorOutput metadata),
+  # handed to the gate's task as Vertex would: the gate reads the same roles and refuses.
+  converted = standard_artifacts.Model()
+  converted.uri = str(tmp_path / "tflite_model")
+  converted.set_string_custom_property(roles.DATA_ROLES_PROPERTY, roles.encode(
+      roles.converter_uses(converter_settings.TFLiteConverterSettings(agreement_split="eval"))))
+  reported = json_format.MessageToDict(
+      entrypoint.translate_executor_output({"tflite_model": [converted]}, {})["tflite_model"])
+  invocation = _invocation(job, "CompressionEvaluator", tmp_path)
+  invocation["inputs"]["artifacts"]["model"]["artifacts"][0]["metadata"] = (
+      reported["artifacts"][0]["metadata"])
+  executor_input = json_format.Parse(json.dumps(invocation), pipeline_spec_pb2.ExecutorInput())
+  inputs = entrypoint.parse_raw_artifact_dict(executor_input.inputs.artifacts, {})
+  properties = entrypoint.parse_execution_properties(
+      executor_input.inputs.parameter_values, executor_input.inputs.parameters, None)
+  assert inputs["model"][0].get_string_custom_property(roles.DATA_ROLES_PROPERTY) == (
+      converted.get_string_custom_property(roles.DATA_ROLES_PROPERTY))
+  examples = inputs["examples"][0]
+  examples.split_names = artifact_utils.encode_split_names(["train", "selection", "eval"])
+  with pytest.raises(roles.DataRoleError, match=r"^eval_split: the gate would judge on split "
+                     r"'eval'.*TFLiteConverter passes or fails the conversion on it"):
+    evaluator_executor.check_data_roles(evaluator_executor.config_from_properties(properties),
+                                        examples, inputs["model"][0], inputs["dense_model"][0])

@@ -1,5 +1,6 @@
 """CompressionEvaluator's executor with real TFMA on Beam and real TFLite models, and the
 component's construction checks."""
+import json
 import os
 
 import apache_beam as beam
@@ -8,6 +9,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tfx import types
+from tfx import v1 as tfx_v1
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import pusher_pb2
@@ -18,12 +20,14 @@ from tfx.utils import proto_utils
 from tfx_bonsai.components.common import blessing as blessing_lib
 from tfx_bonsai.components.common import examples as examples_lib
 from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.common import roles
 from tfx_bonsai.components.compression_evaluator import component
 from tfx_bonsai.components.compression_evaluator import executor
 from tfx_bonsai.components.compression_evaluator import extractors
 from tfx_bonsai.components.compression_evaluator import gate
 from tfx_bonsai.components.compression_evaluator import spec
 from tfx_bonsai.components.tflite_converter import conversion
+from tfx_bonsai.components.tflite_converter import settings as converter_settings
 from tfx_bonsai.components.tflite_converter import spec as converter_spec
 from tfx_bonsai.pipeline.models import digits_trainer
 
@@ -90,7 +94,7 @@ def _run(tmp_path, candidate, dense, examples, production=None, sparsity=None, c
          dense_blessing=None, executor_class=executor.Executor, **properties):
   evaluation = standard_artifacts.ModelEvaluation()
   evaluation.uri = str(tmp_path / "evaluation")
-  blessing = standard_artifacts.ModelBlessing()
+  blessing = blessing_lib.CompressionBlessing()
   blessing.uri = str(tmp_path / "blessing")
   inputs = {spec.MODEL_KEY: [candidate], spec.DENSE_MODEL_KEY: [dense],
             spec.EXAMPLES_KEY: [examples]}
@@ -342,10 +346,70 @@ def test_missing_candidate_tflite_raises_naming_the_input(tmp_path, small_dense_
     _run(tmp_path, small_dense_model, small_dense_model, digits_examples)
 
 
+def test_a_dense_model_as_production_is_refused_naming_the_typed_lookup(
+    tmp_path, candidate, small_dense_model, digits_examples):
+  # What a production lookup answered by TFX Evaluator's blessing would hand the gate.
+  with pytest.raises(model_io.ModelError, match=r"^baseline_model: the production model .* is "
+                     r"no TFLite model .*production_resolver\(\).*KubeflowV2DagRunner"):
+    _run(tmp_path, candidate, small_dense_model, digits_examples, production=small_dense_model)
+
+
 def test_missing_split_raises_naming_it(tmp_path, candidate, small_dense_model, digits_examples):
   with pytest.raises(examples_lib.DataError, match="split 'validation'"):
     _run(tmp_path, candidate, small_dense_model, digits_examples,
          **{spec.EVAL_SPLIT_KEY: "validation"})
+
+
+def _with_roles(model, uses):
+  """A copy of the `model` artifact whose data_roles property records `uses`."""
+  copy = standard_artifacts.Model()
+  copy.mlmd_artifact.CopyFrom(model.mlmd_artifact)
+  copy.set_string_custom_property(roles.DATA_ROLES_PROPERTY, roles.encode(uses))
+  return copy
+
+
+# TFLiteConverter with its component defaults, in a template project (train and eval only).
+_CONVERTER_DEFAULT_USES = roles.converter_uses(converter_settings.TFLiteConverterSettings())
+
+
+def test_a_split_that_shaped_the_candidate_is_refused_before_any_work(tmp_path, small_dense_model,
+                                                                     digits_examples):
+  # No TFLite file at all: the roles are checked first, from the artifacts' properties.
+  nothing = _with_roles(small_dense_model, _CONVERTER_DEFAULT_USES)
+  nothing.uri = str(tmp_path / "not_converted")
+  with pytest.raises(roles.DataRoleError) as error:
+    _run(tmp_path, nothing, small_dense_model, digits_examples)
+  message = str(error.value)
+  assert message.startswith("eval_split: the gate would judge on split 'eval', which shaped the "
+                            "model it judges: TFLiteConverter passes or fails the conversion on "
+                            "it (agreement_split='eval')")
+  assert roles.SELECTION_SPLIT_SNIPPET in message  # the examples have train and eval only
+  assert not os.path.exists(tmp_path / "blessing")
+  # A dense model trained on the gate's split is refused the same way.
+  trained_on_eval = _with_roles(small_dense_model, [
+      roles.Use("eval", roles.FIT, "Trainer", "train_args", "trains on it")])
+  with pytest.raises(roles.DataRoleError, match="Trainer trains on it"):
+    _run(tmp_path, nothing, trained_on_eval, digits_examples)
+
+
+def test_shared_splits_accepted_explicitly_are_recorded_in_the_verdict(
+    tmp_path, candidate, small_dense_model, digits_examples, caplog):
+  shared = _with_roles(candidate, _CONVERTER_DEFAULT_USES)
+  _, blessing, verdict = _run(tmp_path, shared, small_dense_model, digits_examples,
+                              allow_shared_splits=1)
+  record = {"split": "eval", roles.ALLOW_SHARED_SPLITS: True,
+            "uses": ["TFLiteConverter passes or fails the conversion on it "
+                     "(agreement_split='eval')"]}
+  assert verdict[roles.SHARED_SPLITS_KEY] == record
+  assert json.loads(blessing.get_string_custom_property(roles.SHARED_SPLITS_KEY)) == record
+  assert "judging on split 'eval', which shaped the candidate" in caplog.text
+  # Uses of other splits do not concern the gate.
+  elsewhere = _with_roles(candidate, roles.converter_uses(
+      converter_settings.TFLiteConverterSettings(agreement_split="selection")))
+  _, blessing, verdict = _run(tmp_path / "elsewhere", elsewhere, small_dense_model,
+                              digits_examples)
+  assert roles.SHARED_SPLITS_KEY not in verdict
+  assert not blessing.has_custom_property(roles.SHARED_SPLITS_KEY)
 
 
 def _channels():
@@ -365,7 +429,15 @@ def test_component_declares_the_gate():
   assert evaluator.exec_properties[spec.MAX_RELATIVE_ACCURACY_DROP_KEY] == 0.02
   assert evaluator.exec_properties[spec.MAX_LATENCY_RATIO_KEY] == 0.0
   assert evaluator.executor_spec.beam_pipeline_args == ["--direct_num_workers=2"]
-  assert evaluator.outputs[spec.BLESSING_KEY].type == standard_artifacts.ModelBlessing
+  assert evaluator.outputs[spec.BLESSING_KEY].type is blessing_lib.CompressionBlessing
+  assert issubclass(blessing_lib.CompressionBlessing, standard_artifacts.ModelBlessing)
+  assert blessing_lib.CompressionBlessing.TYPE_NAME != standard_artifacts.ModelBlessing.TYPE_NAME
+  # The stock Pusher takes the gate's blessing channel (TFX checks the channel's type).
+  pusher = tfx_v1.components.Pusher(
+      model=_channels()["model"], model_blessing=evaluator.outputs[spec.BLESSING_KEY],
+      push_destination=tfx_v1.proto.PushDestination(
+          filesystem=tfx_v1.proto.PushDestination.Filesystem(base_directory="/tmp/serving")))
+  assert pusher.inputs["model_blessing"].type is blessing_lib.CompressionBlessing
   assert evaluator.outputs[spec.EVALUATION_KEY].type == standard_artifacts.ModelEvaluation
   assert evaluator.exec_properties[spec.ACCURACY_DECISION_KEY] == gate.CONFIDENT
   assert evaluator.exec_properties[spec.MIN_ACCURACY_KEY] == 0.0

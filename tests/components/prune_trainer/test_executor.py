@@ -6,6 +6,7 @@ import tensorflow as tf
 from tfx.types import standard_artifacts
 
 from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.common import roles
 from tfx_bonsai.components.prune_trainer import component as component_lib
 from tfx_bonsai.components.prune_trainer import executor as executor_lib
 from tfx_bonsai.components.prune_trainer import pruning
@@ -38,6 +39,9 @@ def test_do_prunes_to_target_and_writes_serving_model(tmp_path, small_dense_mode
   pruned = outputs[spec.PRUNED_MODEL_KEY][0]
   assert pruned.get_float_custom_property(spec.SPARSITY_PROPERTY) >= 0.89
   assert pruned.get_float_custom_property(spec.ACCURACY_PROPERTY) > 0.8
+  # Uniform pruning fits on train and only reports on eval_split: no selection recorded.
+  assert roles.decode(pruned.get_string_custom_property(spec.DATA_ROLES_PROPERTY)) == [
+      roles.Use("train", roles.FIT, "PruneTrainer", "train_split", "fine-tunes on it")]
   model = model_io.load_keras_model(pruned.uri)
   assert pruning.kernel_sparsity(model) >= 0.85
   report = json.load(open(os.path.join(pruned.uri, executor_lib.REPORT_FILE)))
@@ -120,6 +124,10 @@ def test_do_with_search_records_every_trial(tmp_path, small_dense_model, digits_
   accepted = [t for t in trials if t["accepted"]]
   assert accepted and pruned.get_float_custom_property(spec.SPARSITY_PROPERTY) == pytest.approx(
       max(accepted, key=lambda t: t["level"])["sparsity"])
+  # The search chose its level on eval_split: the model says so, for the gate.
+  (selected,) = roles.on_split(
+      roles.decode(pruned.get_string_custom_property(spec.DATA_ROLES_PROPERTY)), "eval")
+  assert (selected.role, selected.parameter) == (roles.SELECTION, "eval_split")
 
 
 def test_output_too_narrow_for_the_labels_fails_before_training(tmp_path, digits_examples,

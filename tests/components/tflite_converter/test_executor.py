@@ -11,6 +11,7 @@ from tfx.types import standard_artifacts
 
 from tfx_bonsai.components.common import examples as examples_lib
 from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.common import roles
 from tfx_bonsai.components.tflite_converter import component
 from tfx_bonsai.components.tflite_converter import conversion
 from tfx_bonsai.components.tflite_converter import executor
@@ -74,10 +75,26 @@ def test_int8_output_properties_and_report(int8_output):
   assert int8_output.get_string_custom_property(spec.AGREEMENT_KIND_PROPERTY) == "top1"
   assert int8_output.get_float_custom_property(spec.AGREEMENT_PROPERTY) >= 0.98
   assert int8_output.get_int_custom_property(spec.AGREEMENT_EXAMPLES_PROPERTY) == 360
+  uses = roles.decode(int8_output.get_string_custom_property(spec.DATA_ROLES_PROPERTY))
+  assert [(u.split, u.role, u.parameter) for u in uses] == [
+      ("train", roles.FIT, "representative_split"), ("eval", roles.SELECTION, "agreement_split")]
   with tf.io.gfile.GFile(os.path.join(int8_output.uri, spec.REPORT_FILE)) as f:
     report = json.load(f)
   assert report[spec.TFLITE_GZIP_BYTES_PROPERTY] == gzipped
   assert report["agreement_inputs"] == "split 'eval'"
+
+
+def test_the_models_data_roles_travel_on_with_the_converters_own(small_dense_model,
+                                                                 digits_examples, tmp_path):
+  pruned = standard_artifacts.Model()
+  pruned.mlmd_artifact.CopyFrom(small_dense_model.mlmd_artifact)
+  upstream = [roles.Use("train", roles.FIT, "PruneTrainer", "train_split", "fine-tunes on it")]
+  pruned.set_string_custom_property(spec.DATA_ROLES_PROPERTY, roles.encode(upstream))
+  output = run(pruned, str(tmp_path / "out"), digits_examples, quantization="dynamic",
+               agreement_examples=50, measure_latency=0)
+  uses = roles.decode(output.get_string_custom_property(spec.DATA_ROLES_PROPERTY))
+  assert uses == upstream + [roles.Use("eval", roles.SELECTION, "TFLiteConverter",
+                                       "agreement_split", "passes or fails the conversion on it")]
 
 
 def test_too_few_representative_examples_fail_before_converting(
