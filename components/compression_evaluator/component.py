@@ -47,6 +47,7 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
                module_file: Optional[str] = None,
                accuracy_decision: str = _DEFAULTS.accuracy_decision,
                min_accuracy: float = _DEFAULTS.min_accuracy,
+               max_class_drop: float = _DEFAULTS.max_class_drop,
                dense_blessing: Optional[types.BaseChannel] = None):
     """Args:
       model: the candidate, a TFLiteConverter output (`Format-Serving/tflite`).
@@ -75,9 +76,11 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
       model_fn, module_file: the Trainer module's model-building function, when the dense
         model was exported with tf.saved_model.save (see PruneTrainer).
       accuracy_decision: `confident` (default): an accuracy drop passes only when the upper
-        end of its paired 95% interval is within `max_accuracy_drop`; `point`: when the
-        point drop is (classifier heads).
+        end of its paired 95% interval is within `max_accuracy_drop` (an error increase:
+        `max_metric_increase`); `point`: when the point drop is.
       min_accuracy: the candidate's accuracy must be at least this, in [0, 1]; 0 is off.
+      max_class_drop: refused when some class's paired accuracy drop is confidently over
+        this (Holm across the classes), in [0, 1]; 0 is off (classifier heads).
       dense_blessing: the dense model's ModelBlessing from a TFX Evaluator upstream;
         optional. When given, the candidate is blessed only if the dense model was.
     The parameters are the fields of `settings.CompressionEvaluatorSettings` (types,

@@ -82,8 +82,9 @@ def make_eval_config(label_key: str, with_production: bool, head: str = heads.MU
   """Candidate and production as `tf_lite`, dense as `dense_type` (`tf_keras`, or `tf_generic`
   for a tf.saved_model.save export) through its serving signature; the head's metric overall.
 
-  With `batched` (classifier heads), one batched metric, `metrics.PairedAccuracy`, gives the
-  example counts, the accuracies and the paired outcomes, over batched extracts
+  With `batched`, one batched metric, `metrics.PairedAccuracy` (`metrics.PairedError` for a
+  regression head), gives the example counts, the accuracies (errors) and the paired
+  outcomes (error sums), over batched extracts
   (`extractors.make_extractors(..., batched=True)`); else TFMA's ExampleCount and the head's
   metric, per example.
   """
@@ -98,10 +99,15 @@ def make_eval_config(label_key: str, with_production: bool, head: str = heads.MU
     names.append(spec.PRODUCTION_MODEL_NAME)
     specs.append(config_pb2.ModelSpec(name=spec.PRODUCTION_MODEL_NAME,
                                       model_type=tfma_constants.TF_LITE, label_key=label_key))
-  if batched:
+  if batched and head == heads.REGRESSION:
+    metric_configs = [config_pb2.MetricConfig(
+        class_name=gate_metrics.PairedError.__name__, module=gate_metrics.__name__,
+        config=json.dumps({"metric": heads.metric_for(head, metric)}))]
+  elif batched:
     if head not in gate_metrics.ACCURACY_NAMES:
-      raise heads.HeadError(f"batched evaluation needs a classifier head, one of "
-                            f"{sorted(gate_metrics.ACCURACY_NAMES)}; got {head!r}")
+      raise heads.HeadError(f"batched evaluation needs a classifier or regression head, one of "
+                            f"{sorted(gate_metrics.ACCURACY_NAMES) + [heads.REGRESSION]}; "
+                            f"got {head!r}")
     metric_configs = [config_pb2.MetricConfig(
         class_name=gate_metrics.PairedAccuracy.__name__, module=gate_metrics.__name__,
         config=json.dumps({"head": head}))]
@@ -117,12 +123,14 @@ def make_eval_config(label_key: str, with_production: bool, head: str = heads.MU
   return config
 
 
-def paired_counts(outcomes: Dict[str, Any], baseline: str, candidate: str) -> stats.PairedCounts:
-  """The 2x2 table of `baseline` against `candidate` from a paired_outcomes.json's content."""
+def paired_counts(outcomes: Dict[str, Any], baseline: str, candidate: str,
+                  label: Optional[str] = None) -> stats.PairedCounts:
+  """The 2x2 table of `baseline` against `candidate` from a paired_outcomes.json's content,
+  over all examples or those of class `label`."""
   models = outcomes["models"]
   i, j = models.index(baseline), models.index(candidate)
   table = collections.Counter()
-  for pattern, n in outcomes["patterns"]:
+  for pattern, n in outcomes["patterns"] if label is None else outcomes["classes"][label]:
     table[(bool(pattern[i]), bool(pattern[j]))] += n
   return stats.PairedCounts(n=sum(table.values()), both=table[(True, True)],
                             baseline_only=table[(True, False)],
@@ -173,9 +181,9 @@ class Executor(tfx_evaluator_executor.Executor):
   LatestBlessedModelStrategy resolver finds the production model by that name. Without it the
   gate never sees the production model on Vertex. `Do` is entirely its own.
 
-  Classifier heads are evaluated on batched extracts with one batched metric
-  (`metrics.PairedAccuracy`); `BATCHED = False` keeps TFMA's per-example path (the
-  benchmark's "old way"). Regression heads always take the per-example path.
+  Models are evaluated on batched extracts with one batched metric (`metrics.PairedAccuracy`,
+  or `metrics.PairedError` for a regression head); `BATCHED = False` keeps TFMA's per-example
+  path (the benchmark's "old way"; a regression head then has no paired errors).
   """
   BATCHED = True
 
@@ -244,13 +252,25 @@ class Executor(tfx_evaluator_executor.Executor):
                           spec.PRODUCTION_MODEL_NAME), keys):
       if key in measured:
         measured[key] = metrics.get(name, {}).get(result_key)
-    # Paired outcomes (written for classifier heads only): the accuracy decisions' counts.
+    # Paired outcomes (classifier heads): the accuracy decisions' counts, overall and per class.
     outcomes = None if errors else read_paired_outcomes(evaluation.uri)
     if outcomes is not None:
       for name, key in ((spec.DENSE_MODEL_NAME, gate.DENSE_PAIRED_COUNTS),
                         (spec.PRODUCTION_MODEL_NAME, gate.PRODUCTION_PAIRED_COUNTS)):
         if name in outcomes["models"]:
           measured[key] = paired_counts(outcomes, name, spec.CANDIDATE_MODEL_NAME).to_dict()
+      measured[gate.DENSE_CLASS_PAIRED_COUNTS] = {
+          label: paired_counts(outcomes, spec.DENSE_MODEL_NAME, spec.CANDIDATE_MODEL_NAME,
+                               label).to_dict()
+          for label in outcomes.get("classes", {})}
+    # Paired error sums (regression heads): the error increases' intervals.
+    if head == heads.REGRESSION and not errors:
+      for name, key in ((spec.DENSE_MODEL_NAME, gate.DENSE_PAIRED_ERRORS),
+                        (spec.PRODUCTION_MODEL_NAME, gate.PRODUCTION_PAIRED_ERRORS)):
+        paired = gate_metrics.paired_errors_from_metrics(
+            metrics.get(spec.CANDIDATE_MODEL_NAME, {}), config.metric, name)
+        if paired is not None:
+          measured[key] = paired.to_dict()
 
     verdict = gate.decide(measured, config, errors)
     blessing_lib.write_blessing(blessing, verdict.blessed, candidate, verdict.to_dict())
@@ -308,7 +328,7 @@ class Executor(tfx_evaluator_executor.Executor):
                 output_path, head=heads.MULTICLASS, metric="",
                 transform_uri=None) -> Dict[str, Dict[str, float]]:
     """Runs TFMA over the eval split; returns the overall metrics per model name."""
-    batched = self.BATCHED and head != heads.REGRESSION
+    batched = self.BATCHED
     eval_config = make_eval_config(
         label_key, production is not None, head, metric,
         tfma_constants.TF_KERAS if model_io.has_keras_metadata(dense.uri)

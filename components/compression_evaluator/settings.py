@@ -24,9 +24,12 @@ class CompressionEvaluatorSettings(settings_lib.Settings):
   label_key: the label feature (integer class ids, or the regression target; a transformed
     feature with a transform_graph); eval_split: the split evaluated.
   accuracy_decision: `confident` (the upper end of the paired 95% interval on each accuracy
-    drop must be within the budget) or `point` (the point drop must be); classifier heads.
+    drop, or error increase, must be within the budget) or `point` (the point drop must be).
   min_accuracy: the candidate's accuracy must be at least this, in [0, 1]; 0 turns it off
     (classifier heads).
+  max_class_drop: the accuracy any one class (label) may lose against the dense model, in
+    [0, 1]; refused only when some class is confidently over it (a one-sided score test per
+    class, Holm-adjusted across the classes); 0 turns it off (classifier heads).
   head: what the output means (HEADS; "auto" reads the dense model).
   metric: "" (accuracy; MAE for regression), "accuracy", "mae" or "rmse". With "mae" or
     "rmse" (a regression head) the accuracy checks are replaced by `metric_increase` and
@@ -49,6 +52,7 @@ class CompressionEvaluatorSettings(settings_lib.Settings):
   accuracy_decision: str = setting(settings_lib.CONFIDENT,
                                    check=settings_lib.one_of(settings_lib.ACCURACY_DECISIONS))
   min_accuracy: float = setting(0.0, check=settings_lib.fraction(note=" (0 turns it off)"))
+  max_class_drop: float = setting(0.1, check=settings_lib.fraction(note=" (0 turns it off)"))
   head: str = setting("auto", check=settings_lib.one_of(settings_lib.HEADS))
   metric: str = setting("", check=settings_lib.metric_name)
   max_metric_increase: float = setting(0.0, check=settings_lib.at_least(0))
