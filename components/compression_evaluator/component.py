@@ -1,5 +1,5 @@
 """CompressionEvaluator: the gate the stock Pusher obeys for compressed (TFLite) models."""
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component
@@ -48,6 +48,7 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
                accuracy_decision: str = _DEFAULTS.accuracy_decision,
                min_accuracy: float = _DEFAULTS.min_accuracy,
                max_class_drop: float = _DEFAULTS.max_class_drop,
+               slicing_specs: Optional[List[Dict[str, Any]]] = None,
                dense_blessing: Optional[types.BaseChannel] = None):
     """Args:
       model: the candidate, a TFLiteConverter output (`Format-Serving/tflite`).
@@ -81,6 +82,8 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
       min_accuracy: the candidate's accuracy must be at least this, in [0, 1]; 0 is off.
       max_class_drop: refused when some class's paired accuracy drop is confidently over
         this (Holm across the classes), in [0, 1]; 0 is off (classifier heads).
+      slicing_specs: TFMA SlicingSpecs as dicts (`feature_keys`, `feature_values`): slices
+        checked against `max_class_drop` like the classes.
       dense_blessing: the dense model's ModelBlessing from a TFX Evaluator upstream;
         optional. When given, the candidate is blessed only if the dense model was.
     The parameters are the fields of `settings.CompressionEvaluatorSettings` (types,

@@ -19,7 +19,7 @@ import collections
 import json
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from absl import logging
 import apache_beam as beam
@@ -78,13 +78,14 @@ def tfma_metric(head: str, metric: str = ""):
 
 def make_eval_config(label_key: str, with_production: bool, head: str = heads.MULTICLASS,
                      metric: str = "", dense_type: str = tfma_constants.TF_KERAS,
-                     batched: bool = False) -> config_pb2.EvalConfig:
+                     batched: bool = False,
+                     slicing_specs: Sequence[Dict[str, Any]] = ()) -> config_pb2.EvalConfig:
   """Candidate and production as `tf_lite`, dense as `dense_type` (`tf_keras`, or `tf_generic`
   for a tf.saved_model.save export) through its serving signature; the head's metric overall.
 
   With `batched`, one batched metric, `metrics.PairedAccuracy` (`metrics.PairedError` for a
   regression head), gives the example counts, the accuracies (errors) and the paired
-  outcomes (error sums), over batched extracts
+  outcomes (error sums; per class and per slice of `slicing_specs`), over batched extracts
   (`extractors.make_extractors(..., batched=True)`); else TFMA's ExampleCount and the head's
   metric, per example.
   """
@@ -110,7 +111,8 @@ def make_eval_config(label_key: str, with_production: bool, head: str = heads.MU
                             f"got {head!r}")
     metric_configs = [config_pb2.MetricConfig(
         class_name=gate_metrics.PairedAccuracy.__name__, module=gate_metrics.__name__,
-        config=json.dumps({"head": head}))]
+        config=json.dumps({"head": head, **({"slicing_specs": list(slicing_specs)}
+                                            if slicing_specs else {})}))]
   else:
     metric_configs = [config_pb2.MetricConfig(class_name="ExampleCount"),
                       config_pb2.MetricConfig(class_name=tfma_metric(head, metric)[0],
@@ -124,13 +126,16 @@ def make_eval_config(label_key: str, with_production: bool, head: str = heads.MU
 
 
 def paired_counts(outcomes: Dict[str, Any], baseline: str, candidate: str,
-                  label: Optional[str] = None) -> stats.PairedCounts:
+                  label: Optional[str] = None, slice_name: Optional[str] = None
+                  ) -> stats.PairedCounts:
   """The 2x2 table of `baseline` against `candidate` from a paired_outcomes.json's content,
-  over all examples or those of class `label`."""
+  over all examples, those of class `label` or those of a slice."""
   models = outcomes["models"]
   i, j = models.index(baseline), models.index(candidate)
   table = collections.Counter()
-  for pattern, n in outcomes["patterns"] if label is None else outcomes["classes"][label]:
+  patterns = (outcomes["classes"][label] if label is not None else
+              outcomes["slices"][slice_name] if slice_name is not None else outcomes["patterns"])
+  for pattern, n in patterns:
     table[(bool(pattern[i]), bool(pattern[j]))] += n
   return stats.PairedCounts(n=sum(table.values()), both=table[(True, True)],
                             baseline_only=table[(True, False)],
@@ -243,7 +248,8 @@ class Executor(tfx_evaluator_executor.Executor):
     try:
       metrics = self._evaluate(candidate, dense, production, examples, eval_split, schema,
                                label_key, evaluation.uri, head, config.metric,
-                               transform_graph.uri if transform_graph else None)
+                               transform_graph.uri if transform_graph else None,
+                               config.slicing_specs)
     except Exception as e:  # pylint: disable=broad-except
       logging.exception("CompressionEvaluator: TFMA evaluation failed")
       errors.append(f"evaluation failed: {type(e).__name__}: {' '.join(str(e).split())[:500]}")
@@ -263,6 +269,11 @@ class Executor(tfx_evaluator_executor.Executor):
           label: paired_counts(outcomes, spec.DENSE_MODEL_NAME, spec.CANDIDATE_MODEL_NAME,
                                label).to_dict()
           for label in outcomes.get("classes", {})}
+      if config.slicing_specs:
+        measured[gate.DENSE_SLICE_PAIRED_COUNTS] = {
+            name: paired_counts(outcomes, spec.DENSE_MODEL_NAME, spec.CANDIDATE_MODEL_NAME,
+                                slice_name=name).to_dict()
+            for name in outcomes.get("slices", {})}
     # Paired error sums (regression heads): the error increases' intervals.
     if head == heads.REGRESSION and not errors:
       for name, key in ((spec.DENSE_MODEL_NAME, gate.DENSE_PAIRED_ERRORS),
@@ -326,13 +337,13 @@ class Executor(tfx_evaluator_executor.Executor):
 
   def _evaluate(self, candidate, dense, production, examples, eval_split, schema, label_key,
                 output_path, head=heads.MULTICLASS, metric="",
-                transform_uri=None) -> Dict[str, Dict[str, float]]:
+                transform_uri=None, slicing_specs=()) -> Dict[str, Dict[str, float]]:
     """Runs TFMA over the eval split; returns the overall metrics per model name."""
     batched = self.BATCHED
     eval_config = make_eval_config(
         label_key, production is not None, head, metric,
         tfma_constants.TF_KERAS if model_io.has_keras_metadata(dense.uri)
-        else tfma_constants.TF_GENERIC, batched=batched)
+        else tfma_constants.TF_GENERIC, batched=batched, slicing_specs=slicing_specs)
     paths = {spec.CANDIDATE_MODEL_NAME: model_io.serving_dir(candidate.uri),
              spec.DENSE_MODEL_NAME: model_io.serving_dir(dense.uri)}
     if production is not None:

@@ -38,6 +38,8 @@ PRODUCTION_PAIRED_COUNTS = "production_paired_counts"
 # {class label: stats.PairedCounts.to_dict()}: dense against the candidate on each class's
 # examples. Needed by the class_drop check.
 DENSE_CLASS_PAIRED_COUNTS = "dense_class_paired_counts"
+# {slice name: counts}: the same on each slice of the `slicing_specs` setting.
+DENSE_SLICE_PAIRED_COUNTS = "dense_slice_paired_counts"
 # Regression heads: the paired per-example errors' sums (stats.PairedErrors.to_dict()).
 DENSE_PAIRED_ERRORS = "dense_paired_errors"
 PRODUCTION_PAIRED_ERRORS = "production_paired_errors"
@@ -53,7 +55,7 @@ SPARSITY = "sparsity"
 METRIC_INCREASE = "metric_increase"          # candidate error - dense error
 PRODUCTION_INCREASE = "production_increase"  # candidate error - production error
 MIN_ACCURACY = "min_accuracy"
-CLASS_DROP = "class_drop"      # no class confidently over max_class_drop (Holm across classes)
+CLASS_DROP = "class_drop"      # no class or slice confidently over max_class_drop (Holm)
 DENSE_BLESSING = "dense_blessing"
 # LATENCY_RATIO (above) names its check too.
 
@@ -82,7 +84,7 @@ class Check:
   digits: int = 3
   paired: Optional[stats.PairedComparison] = None   # drops measured on paired examples
   decision: str = POINT
-  note: str = ""   # class_drop: which class, and the family-wise test's figures
+  note: str = ""   # class_drop: which class or slice, and the family-wise test's figures
 
   def describe(self) -> str:
     """E.g. `accuracy_drop 0.003 <= 0.010 ok` or `compression_ratio 8.1 < 10.0`."""
@@ -105,7 +107,7 @@ class Check:
   def _describe_class(self) -> str:
     budget = f"{100 * self.threshold:.2f} pp"
     if self.passed:
-      return f"{self.name} no class confidently over {budget} ({self.note}) ok"
+      return f"{self.name} no class or slice confidently over {budget} ({self.note}) ok"
     return f"{self.name}: {self.note} is confidently over its {budget} budget"
 
   def _describe_paired(self) -> str:
@@ -214,25 +216,38 @@ def _drop_check(name: str, measured: Mapping[str, Any], baseline_key: str, paire
                paired=comparison, decision=config.accuracy_decision)
 
 
+def _groups(measured: Mapping[str, Any], key: str,
+            kind: str) -> Optional[Dict[str, stats.PairedCounts]]:
+  """{"class 3" or "slice color=red": counts} under `key`; None when absent or malformed."""
+  data = measured.get(key)
+  if not isinstance(data, Mapping) or not data:
+    return None
+  groups = {f"{kind} {name}": _paired({"counts": counts}, "counts")
+            for name, counts in data.items()}
+  return None if any(c is None for c in groups.values()) else groups
+
+
 def _class_check(measured: Mapping[str, Any], config: GateConfig) -> Check:
-  """Refuses when some class is confidently over `max_class_drop`: each class's one-sided
-  score test against its budget, Holm-adjusted across the classes at the interval's level."""
+  """Refuses when some class (or slice of `config.slicing_specs`) is confidently over
+  `max_class_drop`: each group's one-sided score test against the budget, Holm-adjusted
+  across all of them at the interval's one-sided level."""
   budget = config.max_class_drop
-  data = measured.get(DENSE_CLASS_PAIRED_COUNTS)
-  by_class = {}
-  if isinstance(data, Mapping):
-    for label, counts in data.items():
-      by_class[str(label)] = _paired({"counts": counts}, "counts")
-  if not by_class or any(c is None for c in by_class.values()):
+  groups = _groups(measured, DENSE_CLASS_PAIRED_COUNTS, "class")
+  if groups is None:
     return _missing(CLASS_DROP, budget, (DENSE_CLASS_PAIRED_COUNTS,))
-  adjusted = stats.holm_adjusted({label: stats.p_over(counts, budget)
-                                  for label, counts in by_class.items()})
-  worst = min(adjusted, key=lambda label: (adjusted[label], -by_class[label].drop))
-  comparison = stats.compare(by_class[worst], budget)
+  if config.slicing_specs:
+    slices = _groups(measured, DENSE_SLICE_PAIRED_COUNTS, "slice")
+    if slices is None:
+      return _missing(CLASS_DROP, budget, (DENSE_SLICE_PAIRED_COUNTS,))
+    groups.update(slices)
+  adjusted = stats.holm_adjusted({name: stats.p_over(counts, budget)
+                                  for name, counts in groups.items()})
+  worst = min(adjusted, key=lambda name: (adjusted[name], -groups[name].drop))
+  comparison = stats.compare(groups[worst], budget)
   alpha = (1 - comparison.confidence) / 2
   passed = adjusted[worst] > alpha
-  note = (f"{'worst ' if passed else ''}class {worst}: {comparison.describe()}, Holm-adjusted "
-          f"p={adjusted[worst]:.2g} across {len(adjusted)} classes")
+  note = (f"{'worst ' if passed else ''}{worst}: {comparison.describe()}, Holm-adjusted "
+          f"p={adjusted[worst]:.2g} across {len(adjusted)} classes and slices")
   return Check(CLASS_DROP, comparison.drop, budget, passed, "<=", paired=comparison,
                decision=CONFIDENT, note=note)
 

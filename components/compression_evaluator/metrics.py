@@ -16,7 +16,9 @@ classifier-only, unweighted metric.
 error metric (MAE or RMSE), and for each other model against the first the sums from which
 the gate takes the paired interval on the error increase (`stats.PairedErrors`).
 """
+import json
 import re
+import urllib.parse
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -35,9 +37,11 @@ ACCURACY_NAMES = {heads.MULTICLASS: "sparse_categorical_accuracy",
 # A pattern's metric name: "paired_outcomes:candidate=1,dense=0" (1: that model was right).
 PATTERN_PREFIX = "paired_outcomes:"
 _PATTERN = re.compile(r"^paired_outcomes:((?:[^=,]*=[01],)*[^=,]*=[01])$")
-# The same per class: "paired_outcomes_by_class:3:candidate=1,dense=0" (3: the label).
-CLASS_PATTERN_PREFIX = "paired_outcomes_by_class:"
-_CLASS_PATTERN = re.compile(r"^paired_outcomes_by_class:(-?\d+):((?:[^=,]*=[01],)*[^=,]*=[01])$")
+# The same per group of examples: a class ("paired_outcomes_by:class%3D3:candidate=1,...",
+# the label 3) or a slice ("slice%3Dcolor%3Dred"); the group's name is URL-quoted.
+GROUP_PATTERN_PREFIX = "paired_outcomes_by:"
+_GROUP_PATTERN = re.compile(r"^paired_outcomes_by:([^:]*):((?:[^=,]*=[01],)*[^=,]*=[01])$")
+CLASS, SLICE = "class", "slice"   # the kinds of group: "class=3", "slice=color=red"
 # Regression heads: the error metric's name per metric (TFMA's, as the per-example path reports).
 ERROR_NAMES = {stats.MAE: "mean_absolute_error", stats.RMSE: "root_mean_squared_error"}
 # A paired error sum's metric name: "paired_errors:dense:cross_sum" (on the first model).
@@ -54,10 +58,15 @@ def pattern_name(model_names: Sequence[str], pattern: Sequence[int]) -> str:
   return PATTERN_PREFIX + ",".join(f"{m}={int(b)}" for m, b in zip(model_names, pattern))
 
 
-def class_pattern_name(label: int, model_names: Sequence[str], pattern: Sequence[int]) -> str:
-  """The metric name of a pattern among the examples of class `label`."""
-  return f"{CLASS_PATTERN_PREFIX}{int(label)}:" + pattern_name(model_names, pattern)[
-      len(PATTERN_PREFIX):]
+def group_pattern_name(group: str, model_names: Sequence[str], pattern: Sequence[int]) -> str:
+  """The metric name of a pattern among the examples of `group` ("class=3", "slice=...")."""
+  return (f"{GROUP_PATTERN_PREFIX}{urllib.parse.quote(group, safe='')}:"
+          + pattern_name(model_names, pattern)[len(PATTERN_PREFIX):])
+
+
+def slice_name(feature_values: Sequence[Tuple[str, Any]]) -> str:
+  """A slice's name as TFMA writes slice keys: "color=red" or "color=red,size=2"."""
+  return ",".join(f"{key}={value}" for key, value in feature_values)
 
 
 def _pairs(text: str) -> Tuple[Tuple[str, ...], Tuple[int, ...]]:
@@ -71,11 +80,42 @@ def parse_pattern(name: str) -> Optional[Tuple[Tuple[str, ...], Tuple[int, ...]]
   return _pairs(match.group(1)) if match else None
 
 
-def parse_class_pattern(name: str
-                        ) -> Optional[Tuple[int, Tuple[str, ...], Tuple[int, ...]]]:
-  """(label, model names, pattern) of a per-class pattern's name; None for any other metric."""
-  match = _CLASS_PATTERN.match(name)
-  return (int(match.group(1)),) + _pairs(match.group(2)) if match else None
+def parse_group_pattern(name: str
+                        ) -> Optional[Tuple[str, Tuple[str, ...], Tuple[int, ...]]]:
+  """(group, model names, pattern) of a per-group pattern's name; None for any other metric."""
+  match = _GROUP_PATTERN.match(name)
+  return (urllib.parse.unquote(match.group(1)),) + _pairs(match.group(2)) if match else None
+
+
+def _feature_column(features: Dict[str, Any], key: str, size: int) -> List[str]:
+  """One value per example of a feature in a batch of extracts, as text."""
+  if key not in features:
+    raise PairedAccuracyError(f"PairedAccuracy: slicing feature {key!r} is not in the "
+                              f"examples; they have {sorted(features)}")
+  values = np.asarray(features[key])
+  if values.ndim == 2 and values.shape[1] == 1:
+    values = values[:, 0]
+  if values.shape != (size,):
+    raise PairedAccuracyError(f"PairedAccuracy: slicing feature {key!r} must have one value "
+                              f"per example, got shape {values.shape} for {size} examples")
+  return [v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()]
+
+
+def slice_groups(slicing_specs: Sequence[Dict[str, Any]], features: Dict[str, Any],
+                 size: int) -> List[List[str]]:
+  """Per example, the slices (TFMA SlicingSpec dicts: feature_keys, feature_values) it is in."""
+  groups: List[List[str]] = [[] for _ in range(size)]
+  for spec in slicing_specs:
+    keys = sorted(set(spec.get("feature_keys", [])) | set(spec.get("feature_values", {})))
+    columns = {key: _feature_column(features, key, size) for key in keys}
+    wanted = {k: str(v) for k, v in spec.get("feature_values", {}).items()}
+    for i in range(size):
+      values = [(key, columns[key][i]) for key in keys]
+      name = f"{SLICE}={slice_name(values)}"
+      if name not in groups[i] and all(value == wanted[key] for key, value in values
+                                       if key in wanted):
+        groups[i].append(name)
+  return groups
 
 
 def correct_matrix(labels: np.ndarray, predictions: Sequence[np.ndarray],
@@ -123,10 +163,13 @@ def _per_model(value: Any, model_names: Sequence[str], what: str) -> List[Any]:
 class _CorrectPreprocessor(metric_types.Preprocessor):
   """A batched extract -> its (models x examples) right/wrong matrix."""
 
-  def __init__(self, model_names: Sequence[str], head: str):
-    super().__init__(name=f"_paired_accuracy_preprocessor:{head}:{','.join(model_names)}")
+  def __init__(self, model_names: Sequence[str], head: str,
+               slicing_specs: Sequence[Dict[str, Any]] = ()):
+    super().__init__(name=f"_paired_accuracy_preprocessor:{head}:{','.join(model_names)}:"
+                          f"{json.dumps(list(slicing_specs), sort_keys=True)}")
     self._model_names = list(model_names)
     self._head = head
+    self._slicing_specs = list(slicing_specs)
 
   def process(self, extracts) -> Iterator[np.ndarray]:
     if isinstance(extracts, list):
@@ -144,44 +187,56 @@ class _CorrectPreprocessor(metric_types.Preprocessor):
     if len({r.shape[0] for r in rows}) > 1:
       raise PairedAccuracyError("PairedAccuracy needs batched extracts (one array per batch); "
                                 f"got batches of sizes {[r.shape[0] for r in rows]}")
-    yield np.stack(rows), np.asarray(labels[0]).reshape(-1).astype(np.int64)
+    size = rows[0].shape[0]
+    groups = [[f"{CLASS}={label}"] for label in
+              np.asarray(labels[0]).reshape(-1).astype(np.int64)]
+    if self._slicing_specs:
+      features = extracts.get(tfma_constants.FEATURES_KEY) or {}
+      for mine, slices in zip(groups, slice_groups(self._slicing_specs, features, size)):
+        mine.extend(slices)
+    yield np.stack(rows), groups
 
 
 class _PatternCombiner(beam.CombineFn):
-  """Counts each pattern of (model right?) over the models, per class (label); outputs the
-  metrics from them. The accumulator maps each label to its pattern counts."""
+  """Counts each pattern of (model right?) over the models, per group of examples (each class,
+  each slice); outputs the metrics from them. The accumulator maps each group to its pattern
+  counts; every example is in exactly one class, so the classes sum to the overall counts."""
 
   def __init__(self, model_names: Sequence[str], accuracy_name: str):
     self._model_names = list(model_names)
     self._accuracy_name = accuracy_name
     self._weights = (1 << np.arange(len(self._model_names), dtype=np.int64))[:, None]
 
-  def create_accumulator(self) -> Dict[int, np.ndarray]:
+  def create_accumulator(self) -> Dict[str, np.ndarray]:
     return {}
 
-  def add_input(self, accumulator: Dict[int, np.ndarray],
-                batch: Tuple[np.ndarray, np.ndarray]) -> Dict[int, np.ndarray]:
-    correct, labels = batch
-    if correct.ndim != 2 or correct.shape != (len(self._model_names), labels.size):
+  def add_input(self, accumulator: Dict[str, np.ndarray],
+                batch: Tuple[np.ndarray, List[List[str]]]) -> Dict[str, np.ndarray]:
+    correct, groups = batch
+    if correct.ndim != 2 or correct.shape != (len(self._model_names), len(groups)):
       raise PairedAccuracyError(f"PairedAccuracy: a batch's outcomes have shape {correct.shape}, "
-                                f"expected ({len(self._model_names)}, {labels.size})")
+                                f"expected ({len(self._model_names)}, {len(groups)})")
     codes = (correct.astype(np.int64) * self._weights).sum(axis=0)
     size = 1 << len(self._model_names)
-    for label in np.unique(labels):
-      counts = np.bincount(codes[labels == label], minlength=size)
-      accumulator[int(label)] = accumulator.get(int(label), 0) + counts
+    for code, names in zip(codes, groups):
+      for name in names:
+        if name not in accumulator:
+          accumulator[name] = np.zeros(size, np.int64)
+        accumulator[name][code] += 1
     return accumulator
 
-  def merge_accumulators(self, accumulators) -> Dict[int, np.ndarray]:
+  def merge_accumulators(self, accumulators) -> Dict[str, np.ndarray]:
     result = self.create_accumulator()
     for accumulator in accumulators:
-      for label, counts in accumulator.items():
-        result[label] = result.get(label, 0) + counts
+      for name, counts in accumulator.items():
+        result[name] = result.get(name, 0) + counts
     return result
 
-  def extract_output(self, accumulator: Dict[int, np.ndarray]
+  def extract_output(self, accumulator: Dict[str, np.ndarray]
                      ) -> Dict[metric_types.MetricKey, float]:
-    overall = sum(accumulator.values(), np.zeros(1 << len(self._model_names), np.int64))
+    overall = sum((counts for name, counts in accumulator.items()
+                   if name.startswith(f"{CLASS}=")),
+                  np.zeros(1 << len(self._model_names), np.int64))
     n = int(overall.sum())
     codes = np.arange(overall.size)
     output = {}
@@ -196,14 +251,15 @@ class _PatternCombiner(beam.CombineFn):
         pattern = [(code >> i) & 1 for i in range(len(self._model_names))]
         output[metric_types.MetricKey(pattern_name(self._model_names, pattern),
                                       model_name=first)] = float(count)
-        for label, counts in accumulator.items():
+        for group, counts in accumulator.items():
           if counts[code]:
-            output[metric_types.MetricKey(class_pattern_name(label, self._model_names, pattern),
+            output[metric_types.MetricKey(group_pattern_name(group, self._model_names, pattern),
                                           model_name=first)] = float(counts[code])
     return output
 
 
 def _paired_accuracy(name: str = "paired_accuracy", head: str = heads.MULTICLASS,
+                     slicing_specs: Optional[List[Dict[str, Any]]] = None,
                      model_names: Optional[List[str]] = None,
                      output_names: Optional[List[str]] = None,
                      sub_keys: Optional[List[Any]] = None, example_weighted: bool = False,
@@ -231,7 +287,7 @@ def _paired_accuracy(name: str = "paired_accuracy", head: str = heads.MULTICLASS
   keys = [metric_types.MetricKey(k, model_name=m) for m in models
           for k in (EXAMPLE_COUNT, accuracy_name)]
   return [metric_types.MetricComputation(
-      keys=keys, preprocessors=[_CorrectPreprocessor(models, head)],
+      keys=keys, preprocessors=[_CorrectPreprocessor(models, head, slicing_specs or ())],
       combiner=_PatternCombiner(models, accuracy_name))]
 
 
@@ -239,8 +295,9 @@ class PairedAccuracy(metric_types.Metric):
   """Per model `example_count` and the head's accuracy, plus the paired outcome patterns,
   computed over batched extracts (see the module docstring)."""
 
-  def __init__(self, name: str = "paired_accuracy", head: str = heads.MULTICLASS):
-    super().__init__(_paired_accuracy, name=name, head=head)
+  def __init__(self, name: str = "paired_accuracy", head: str = heads.MULTICLASS,
+               slicing_specs: Optional[List[Dict[str, Any]]] = None):
+    super().__init__(_paired_accuracy, name=name, head=head, slicing_specs=slicing_specs)
 
   @property
   def compute_confidence_interval(self) -> bool:
@@ -252,12 +309,12 @@ metric_types.register_metric(PairedAccuracy)
 
 def patterns_from_metrics(metrics: Dict[str, float]) -> Optional[Dict[str, Any]]:
   """The paired outcomes ({"models": [...], "patterns": [[[0/1...], n], ...], "classes":
-  {label: patterns}}, the content of `paired_outcomes.json`) from one model's overall
-  metrics; None when there are none."""
-  models, patterns, classes = None, [], {}
+  {label: patterns}, "slices": {slice name: patterns}}, the content of
+  `paired_outcomes.json`) from one model's overall metrics; None when there are none."""
+  models, patterns, groups = None, [], {CLASS: {}, SLICE: {}}
   for name, value in metrics.items():
-    by_class = parse_class_pattern(name)
-    parsed = parse_pattern(name) if by_class is None else by_class[1:]
+    by_group = parse_group_pattern(name)
+    parsed = parse_pattern(name) if by_group is None else by_group[1:]
     if parsed is None:
       continue
     if models is not None and parsed[0] != models:
@@ -266,12 +323,19 @@ def patterns_from_metrics(metrics: Dict[str, float]) -> Optional[Dict[str, Any]]
     models = parsed[0]
     if int(round(value)):  # as the per-example path lists them: the patterns seen
       entry = [list(parsed[1]), int(round(value))]
-      (patterns if by_class is None else classes.setdefault(str(by_class[0]), [])).append(entry)
+      if by_group is None:
+        patterns.append(entry)
+      else:
+        kind, group = by_group[0].split("=", 1)
+        groups[kind].setdefault(group, []).append(entry)
   if models is None:
     return None
-  return {"models": list(models), "patterns": sorted(patterns),
-          "classes": {label: sorted(p) for label, p in sorted(classes.items(),
-                                                              key=lambda item: int(item[0]))}}
+  classes = sorted(groups[CLASS].items(), key=lambda item: int(item[0]))
+  outcomes = {"models": list(models), "patterns": sorted(patterns),
+              "classes": {label: sorted(p) for label, p in classes}}
+  if groups[SLICE]:
+    outcomes["slices"] = {name: sorted(p) for name, p in sorted(groups[SLICE].items())}
+  return outcomes
 
 
 class PairedErrorError(ValueError):

@@ -176,7 +176,7 @@ def test_a_candidate_within_the_overall_budget_that_lost_one_class_is_refused(cl
   assert not class_check.passed and not verdict.blessed
   (reason,) = verdict.reasons
   assert reason.startswith("class_drop: class 3: drop +")
-  assert reason.endswith("across 10 classes is confidently over its 10.00 pp budget")
+  assert reason.endswith("across 10 classes and slices is confidently over its 10.00 pp budget")
   assert class_check.paired.counts == lost
   # Without the per-class check the overall accuracy alone would have blessed it.
   assert gate.decide(measured, config.replace(max_class_drop=0.0)).blessed
@@ -194,7 +194,7 @@ def test_per_class_losses_within_noise_pass_and_name_the_worst_class(class_three
   verdict = gate.decide(_measured(overall, classes=classes), gate.GateConfig(max_accuracy_drop=0.15))
   check = _check(verdict, gate.CLASS_DROP)
   assert check.passed and verdict.blessed, verdict.summary_line()
-  assert check.describe().startswith("class_drop no class confidently over 10.00 pp (worst class ")
+  assert check.describe().startswith("class_drop no class or slice confidently over 10.00 pp (worst class ")
   worst = check.note.split()[2].rstrip(":")
   assert classes[worst].drop == max(c.drop for c in classes.values())
 
@@ -216,6 +216,28 @@ def test_holm_keeps_one_borderline_class_of_ten_from_refusing():
   overall = stats.PairedCounts(1000, 910 - b, b, 0)
   among_ten = gate.decide(_measured(overall, classes=ten), config)
   assert _check(among_ten, gate.CLASS_DROP).passed
+
+
+def test_a_slice_confidently_over_budget_is_refused_and_named():
+  # Two classes within budget; the slice "device=old" (40 examples) lost 30 of them.
+  fine = stats.PairedCounts(500, 480, 1, 1)
+  slices = {"device=new": stats.PairedCounts(960, 940, 2, 2),
+            "device=old": stats.PairedCounts(40, 5, 30, 0)}
+  overall = stats.PairedCounts(1000, 960, 2, 2)
+  measured = dict(_measured(overall, classes={"0": fine, "1": fine}),
+                  **{gate.DENSE_SLICE_PAIRED_COUNTS: {k: c.to_dict() for k, c in slices.items()}})
+  config = gate.GateConfig(max_accuracy_drop=0.05,
+                           slicing_specs=[{"feature_keys": ["device"]}])
+  verdict = gate.decide(measured, config)
+  assert not verdict.blessed
+  (reason,) = verdict.reasons
+  assert reason.startswith("class_drop: slice device=old: drop +75.00 pp")
+  assert "across 4 classes and slices" in reason
+  # Without slicing specs the slices are not looked at; asked for but missing, they are.
+  assert gate.decide(measured, config.replace(slicing_specs=[])).blessed
+  del measured[gate.DENSE_SLICE_PAIRED_COUNTS]
+  assert gate.decide(measured, config).reasons == (
+      "metric dense_slice_paired_counts could not be computed (needed by class_drop)",)
 
 
 def test_without_per_class_counts_the_class_check_cannot_decide():
@@ -250,6 +272,10 @@ def test_dense_models_own_blessing_is_a_precondition(blessed):
      "accuracy_decision must be one of ['point', 'confident'], got 'strict'"),
     ({"min_accuracy": 1.5}, "min_accuracy must be in [0, 1] (0 turns it off), got 1.5"),
     ({"max_class_drop": -0.1}, "max_class_drop must be in [0, 1] (0 turns it off), got -0.1"),
+    ({"slicing_specs": [{"feature_key": ["a"]}]},
+     "slicing_specs must be a list of TFMA SlicingSpecs, e.g. [{feature_keys: [color]}, "
+     "{feature_values: {size: large}}] (the overall slice is always checked), got "
+     "{'feature_key': ['a']}"),
 ])
 def test_invalid_decision_fields_are_named(fields, message):
   with pytest.raises(ValueError) as error:

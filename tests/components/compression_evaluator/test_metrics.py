@@ -197,3 +197,37 @@ def test_the_gate_config_names_the_regression_metric():
   config = executor.make_eval_config("label", False, heads.REGRESSION, "rmse", batched=True)
   (metric,) = config.metrics_specs[0].metrics
   assert (metric.class_name, json.loads(metric.config)) == ("PairedError", {"metric": "rmse"})
+
+
+def test_slices_of_the_slicing_specs_are_counted_like_classes(predictions):
+  labels, scores = predictions
+  right = {m: np.argmax(scores[m], axis=1) == labels for m in MODELS}
+  size = np.where(labels >= 5, b"big", b"small")      # a bytes feature, as tf.Examples give
+  parity = (labels % 2)[:, None]                       # an int feature, one value per example
+  specs = [{"feature_keys": ["size"]}, {"feature_values": {"size": "big"}},
+           {"feature_keys": ["parity"], "feature_values": {"size": "small"}}]
+  (computation,) = metrics.PairedAccuracy(slicing_specs=specs).computations(
+      model_names=list(MODELS), output_names=[""], sub_keys=[None])
+
+  def batches():
+    for batch, index in zip(_batches(labels, scores, MODELS, [700, len(labels) - 700]),
+                            np.split(np.arange(len(labels)), [700])):
+      yield dict(batch, **{tfma_constants.FEATURES_KEY: {"size": size[index],
+                                                         "parity": parity[index]}})
+
+  outcomes = metrics.patterns_from_metrics(_evaluate(computation, batches())["candidate"])
+  expected = {"size=big": labels >= 5, "size=small": labels < 5,
+              "parity=0,size=small": (labels < 5) & (labels % 2 == 0),
+              "parity=1,size=small": (labels < 5) & (labels % 2 == 1)}
+  assert sorted(outcomes["slices"]) == sorted(expected)
+  for name, members in expected.items():
+    counts = executor.paired_counts(outcomes, "dense", "candidate", slice_name=name)
+    base, cand = right["dense"][members], right["candidate"][members]
+    assert (counts.n, counts.baseline_only, counts.candidate_only) == (
+        int(members.sum()), int(np.sum(base & ~cand)), int(np.sum(~base & cand)))
+  # Slices do not change the overall counts.
+  assert sum(n for _, n in outcomes["patterns"]) == len(labels)
+  with pytest.raises(metrics.PairedAccuracyError, match="slicing feature 'colour' is not in"):
+    bad = metrics.PairedAccuracy(slicing_specs=[{"feature_keys": ["colour"]}]).computations(
+        model_names=list(MODELS), output_names=[""], sub_keys=[None])[0]
+    next(bad.preprocessors[0].process(next(batches())))
