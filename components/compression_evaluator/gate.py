@@ -246,8 +246,10 @@ def _class_check(measured: Mapping[str, Any], config: GateConfig) -> Check:
   comparison = stats.compare(groups[worst], budget)
   alpha = (1 - comparison.confidence) / 2
   passed = adjusted[worst] > alpha
+  slices = len(groups) - len(measured[DENSE_CLASS_PAIRED_COUNTS])
+  family = f"{len(groups) - slices} classes" + (f" and {slices} slices" if slices else "")
   note = (f"{'worst ' if passed else ''}{worst}: {comparison.describe()}, Holm-adjusted "
-          f"p={adjusted[worst]:.2g} across {len(adjusted)} classes and slices")
+          f"p={adjusted[worst]:.2g} across {family}")
   return Check(CLASS_DROP, comparison.drop, budget, passed, "<=", paired=comparison,
                decision=CONFIDENT, note=note)
 
