@@ -18,11 +18,13 @@ _SLICING_SPEC = ("TFMA SlicingSpecs, e.g. [{feature_keys: [color]}, {feature_val
 def _slicing_specs(specs) -> Optional[str]:
   for spec in specs:
     if not isinstance(spec, dict) or not spec or set(spec) - {"feature_keys", "feature_values"}:
-      return f"must be a list of {_SLICING_SPEC} (the overall slice is always checked), got {spec!r}"
+      return (f"must be a list of {_SLICING_SPEC} (the overall slice is always checked), "
+              f"got {spec!r}")
     keys, values = spec.get("feature_keys", []), spec.get("feature_values", {})
     if (not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys)
         or not isinstance(values, dict)
-        or not all(isinstance(k, str) and k and isinstance(v, (str, int)) for k, v in values.items())):
+        or not all(isinstance(k, str) and k and isinstance(v, (str, int))
+                   for k, v in values.items())):
       return f"must be a list of {_SLICING_SPEC}, got {spec!r}"
   return None
 

@@ -101,7 +101,8 @@ def residuals(model, eval_ds: tf.data.Dataset) -> np.ndarray:
     outputs = np.asarray(model(inputs, training=False), np.float64).reshape(-1)
     found.append(np.reshape(labels.numpy(), outputs.shape) - outputs)
   if not found or not sum(len(r) for r in found):
-    raise pruning.PruningError("the eval split is empty: the search needs examples to measure accuracy")
+    raise pruning.PruningError("the eval split is empty: the search needs examples to measure "
+                               "its error")
   return np.concatenate(found)
 
 

@@ -191,10 +191,12 @@ def test_per_class_losses_within_noise_pass_and_name_the_worst_class(class_three
     candidate_right[np.flatnonzero(labels == k)[0]] ^= True
   classes = _class_counts(labels, dense_right, candidate_right)
   overall = stats.PairedCounts.from_outcomes(dense_right, candidate_right)
-  verdict = gate.decide(_measured(overall, classes=classes), gate.GateConfig(max_accuracy_drop=0.15))
+  verdict = gate.decide(_measured(overall, classes=classes),
+                        gate.GateConfig(max_accuracy_drop=0.15))
   check = _check(verdict, gate.CLASS_DROP)
   assert check.passed and verdict.blessed, verdict.summary_line()
-  assert check.describe().startswith("class_drop no class or slice confidently over 10.00 pp (worst class ")
+  assert check.describe().startswith(
+      "class_drop no class or slice confidently over 10.00 pp (worst class ")
   worst = check.note.split()[2].rstrip(":")
   assert classes[worst].drop == max(c.drop for c in classes.values())
 
