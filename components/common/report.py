@@ -22,8 +22,9 @@ REPORT_FILE = "report.html"  # the name beside a blessing
 _BLUE, _RED, _GREEN, _GREY = "#4c72b0", "#c44e52", "#2a9d5c", "#8c8c8c"
 
 # How each gate check reads: its unit and, when the verdict does not say, its comparison.
-CHECK_UNITS = {"accuracy_drop": "pp", "production_drop": "pp", "relative_accuracy_drop": "%",
-               "compression_ratio": "x", "latency_ratio": "x", "min_accuracy": "%"}
+CHECK_UNITS = {"accuracy_drop": "pp", "production_drop": "pp", "class_drop": "pp",
+               "relative_accuracy_drop": "%", "compression_ratio": "x", "latency_ratio": "x",
+               "min_accuracy": "%"}
 CHECK_OPS = {"compression_ratio": ">=", "min_accuracy": ">="}
 _CHECK_FIELDS = ("name", "measured", "threshold", "passed", "op")
 

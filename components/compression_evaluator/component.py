@@ -1,5 +1,5 @@
 """CompressionEvaluator: the gate the stock Pusher obeys for compressed (TFLite) models."""
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component
@@ -48,6 +48,8 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
                module_file: Optional[str] = None,
                accuracy_decision: str = _DEFAULTS.accuracy_decision,
                min_accuracy: float = _DEFAULTS.min_accuracy,
+               max_class_drop: float = _DEFAULTS.max_class_drop,
+               slicing_specs: Optional[List[Dict[str, Any]]] = None,
                dense_blessing: Optional[types.BaseChannel] = None,
                allow_shared_splits: bool = _DEFAULTS.allow_shared_splits):
     """Args:
@@ -77,9 +79,13 @@ class CompressionEvaluator(base_beam_component.BaseBeamComponent):
       model_fn, module_file: the Trainer module's model-building function, when the dense
         model was exported with tf.saved_model.save (see PruneTrainer).
       accuracy_decision: `confident` (default): an accuracy drop passes only when the upper
-        end of its paired 95% interval is within `max_accuracy_drop`; `point`: when the
-        point drop is (classifier heads).
+        end of its paired 95% interval is within `max_accuracy_drop` (an error increase:
+        `max_metric_increase`); `point`: when the point drop is.
       min_accuracy: the candidate's accuracy must be at least this, in [0, 1]; 0 is off.
+      max_class_drop: refused when some class's paired accuracy drop is confidently over
+        this (Holm across the classes), in [0, 1]; 0 is off (classifier heads).
+      slicing_specs: TFMA SlicingSpecs as dicts (`feature_keys`, `feature_values`): slices
+        checked against `max_class_drop` like the classes.
       dense_blessing: the dense model's ModelBlessing from a TFX Evaluator upstream;
         optional. When given, the candidate is blessed only if the dense model was.
       allow_shared_splits: judge on `eval_split` even when the candidate's or the dense

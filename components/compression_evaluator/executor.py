@@ -19,7 +19,7 @@ import collections
 import json
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from absl import logging
 import apache_beam as beam
@@ -79,12 +79,14 @@ def tfma_metric(head: str, metric: str = ""):
 
 def make_eval_config(label_key: str, with_production: bool, head: str = heads.MULTICLASS,
                      metric: str = "", dense_type: str = tfma_constants.TF_KERAS,
-                     batched: bool = False) -> config_pb2.EvalConfig:
+                     batched: bool = False,
+                     slicing_specs: Sequence[Dict[str, Any]] = ()) -> config_pb2.EvalConfig:
   """Candidate and production as `tf_lite`, dense as `dense_type` (`tf_keras`, or `tf_generic`
   for a tf.saved_model.save export) through its serving signature; the head's metric overall.
 
-  With `batched` (classifier heads), one batched metric, `metrics.PairedAccuracy`, gives the
-  example counts, the accuracies and the paired outcomes, over batched extracts
+  With `batched`, one batched metric, `metrics.PairedAccuracy` (`metrics.PairedError` for a
+  regression head), gives the example counts, the accuracies (errors) and the paired
+  outcomes (error sums; per class and per slice of `slicing_specs`), over batched extracts
   (`extractors.make_extractors(..., batched=True)`); else TFMA's ExampleCount and the head's
   metric, per example.
   """
@@ -99,13 +101,19 @@ def make_eval_config(label_key: str, with_production: bool, head: str = heads.MU
     names.append(spec.PRODUCTION_MODEL_NAME)
     specs.append(config_pb2.ModelSpec(name=spec.PRODUCTION_MODEL_NAME,
                                       model_type=tfma_constants.TF_LITE, label_key=label_key))
-  if batched:
+  if batched and head == heads.REGRESSION:
+    metric_configs = [config_pb2.MetricConfig(
+        class_name=gate_metrics.PairedError.__name__, module=gate_metrics.__name__,
+        config=json.dumps({"metric": heads.metric_for(head, metric)}))]
+  elif batched:
     if head not in gate_metrics.ACCURACY_NAMES:
-      raise heads.HeadError(f"batched evaluation needs a classifier head, one of "
-                            f"{sorted(gate_metrics.ACCURACY_NAMES)}; got {head!r}")
+      raise heads.HeadError(f"batched evaluation needs a classifier or regression head, one of "
+                            f"{sorted(gate_metrics.ACCURACY_NAMES) + [heads.REGRESSION]}; "
+                            f"got {head!r}")
     metric_configs = [config_pb2.MetricConfig(
         class_name=gate_metrics.PairedAccuracy.__name__, module=gate_metrics.__name__,
-        config=json.dumps({"head": head}))]
+        config=json.dumps({"head": head, **({"slicing_specs": list(slicing_specs)}
+                                            if slicing_specs else {})}))]
   else:
     metric_configs = [config_pb2.MetricConfig(class_name="ExampleCount"),
                       config_pb2.MetricConfig(class_name=tfma_metric(head, metric)[0],
@@ -141,12 +149,17 @@ def check_data_roles(config: settings.CompressionEvaluatorSettings, examples: ty
   return dict(roles.shared_record(config.eval_split, shared))
 
 
-def paired_counts(outcomes: Dict[str, Any], baseline: str, candidate: str) -> stats.PairedCounts:
-  """The 2x2 table of `baseline` against `candidate` from a paired_outcomes.json's content."""
+def paired_counts(outcomes: Dict[str, Any], baseline: str, candidate: str,
+                  label: Optional[str] = None, slice_name: Optional[str] = None
+                  ) -> stats.PairedCounts:
+  """The 2x2 table of `baseline` against `candidate` from a paired_outcomes.json's content,
+  over all examples, those of class `label` or those of a slice."""
   models = outcomes["models"]
   i, j = models.index(baseline), models.index(candidate)
   table = collections.Counter()
-  for pattern, n in outcomes["patterns"]:
+  patterns = (outcomes["classes"][label] if label is not None else
+              outcomes["slices"][slice_name] if slice_name is not None else outcomes["patterns"])
+  for pattern, n in patterns:
     table[(bool(pattern[i]), bool(pattern[j]))] += n
   return stats.PairedCounts(n=sum(table.values()), both=table[(True, True)],
                             baseline_only=table[(True, False)],
@@ -197,9 +210,9 @@ class Executor(tfx_evaluator_executor.Executor):
   LatestBlessedModelStrategy resolver finds the production model by that name. Without it the
   gate never sees the production model on Vertex. `Do` is entirely its own.
 
-  Classifier heads are evaluated on batched extracts with one batched metric
-  (`metrics.PairedAccuracy`); `BATCHED = False` keeps TFMA's per-example path (the
-  benchmark's "old way"). Regression heads always take the per-example path.
+  Models are evaluated on batched extracts with one batched metric (`metrics.PairedAccuracy`,
+  or `metrics.PairedError` for a regression head); `BATCHED = False` keeps TFMA's per-example
+  path (the benchmark's "old way"; a regression head then has no paired errors).
   """
   BATCHED = True
 
@@ -271,7 +284,8 @@ class Executor(tfx_evaluator_executor.Executor):
     try:
       metrics = self._evaluate(candidate, dense, production, examples, eval_split, schema,
                                label_key, evaluation.uri, head, config.metric,
-                               transform_graph.uri if transform_graph else None)
+                               transform_graph.uri if transform_graph else None,
+                               config.slicing_specs)
     except Exception as e:  # pylint: disable=broad-except
       logging.exception("CompressionEvaluator: TFMA evaluation failed")
       errors.append(f"evaluation failed: {type(e).__name__}: {' '.join(str(e).split())[:500]}")
@@ -280,13 +294,30 @@ class Executor(tfx_evaluator_executor.Executor):
                           spec.PRODUCTION_MODEL_NAME), keys):
       if key in measured:
         measured[key] = metrics.get(name, {}).get(result_key)
-    # Paired outcomes (written for classifier heads only): the accuracy decisions' counts.
+    # Paired outcomes (classifier heads): the accuracy decisions' counts, overall and per class.
     outcomes = None if errors else read_paired_outcomes(evaluation.uri)
     if outcomes is not None:
       for name, key in ((spec.DENSE_MODEL_NAME, gate.DENSE_PAIRED_COUNTS),
                         (spec.PRODUCTION_MODEL_NAME, gate.PRODUCTION_PAIRED_COUNTS)):
         if name in outcomes["models"]:
           measured[key] = paired_counts(outcomes, name, spec.CANDIDATE_MODEL_NAME).to_dict()
+      measured[gate.DENSE_CLASS_PAIRED_COUNTS] = {
+          label: paired_counts(outcomes, spec.DENSE_MODEL_NAME, spec.CANDIDATE_MODEL_NAME,
+                               label).to_dict()
+          for label in outcomes.get("classes", {})}
+      if config.slicing_specs:
+        measured[gate.DENSE_SLICE_PAIRED_COUNTS] = {
+            name: paired_counts(outcomes, spec.DENSE_MODEL_NAME, spec.CANDIDATE_MODEL_NAME,
+                                slice_name=name).to_dict()
+            for name in outcomes.get("slices", {})}
+    # Paired error sums (regression heads): the error increases' intervals.
+    if head == heads.REGRESSION and not errors:
+      for name, key in ((spec.DENSE_MODEL_NAME, gate.DENSE_PAIRED_ERRORS),
+                        (spec.PRODUCTION_MODEL_NAME, gate.PRODUCTION_PAIRED_ERRORS)):
+        paired = gate_metrics.paired_errors_from_metrics(
+            metrics.get(spec.CANDIDATE_MODEL_NAME, {}), config.metric, name)
+        if paired is not None:
+          measured[key] = paired.to_dict()
 
     verdict = gate.decide(measured, config, errors)
     verdict_record = verdict.to_dict()
@@ -346,13 +377,13 @@ class Executor(tfx_evaluator_executor.Executor):
 
   def _evaluate(self, candidate, dense, production, examples, eval_split, schema, label_key,
                 output_path, head=heads.MULTICLASS, metric="",
-                transform_uri=None) -> Dict[str, Dict[str, float]]:
+                transform_uri=None, slicing_specs=()) -> Dict[str, Dict[str, float]]:
     """Runs TFMA over the eval split; returns the overall metrics per model name."""
-    batched = self.BATCHED and head != heads.REGRESSION
+    batched = self.BATCHED
     eval_config = make_eval_config(
         label_key, production is not None, head, metric,
         tfma_constants.TF_KERAS if model_io.has_keras_metadata(dense.uri)
-        else tfma_constants.TF_GENERIC, batched=batched)
+        else tfma_constants.TF_GENERIC, batched=batched, slicing_specs=slicing_specs)
     paths = {spec.CANDIDATE_MODEL_NAME: model_io.serving_dir(candidate.uri),
              spec.DENSE_MODEL_NAME: model_io.serving_dir(dense.uri)}
     if production is not None:

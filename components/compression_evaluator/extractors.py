@@ -10,6 +10,7 @@ models, from which the gate computes its paired drops. With `batched`, the extra
 one per record batch for the batched metric (`metrics.py`), which counts those patterns
 itself.
 """
+import collections
 import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -211,16 +212,25 @@ def is_correct(prediction, label, head: str = heads.MULTICLASS) -> bool:
 
 
 def _outcome(extracts, model_names: Sequence[str], head: str = heads.MULTICLASS
-             ) -> Tuple[bool, ...]:
+             ) -> Tuple[int, Tuple[bool, ...]]:
+  """(the example's class, each model right?)."""
   predictions = extracts[tfma_constants.PREDICTIONS_KEY]
-  return tuple(is_correct(predictions[name], _label_of(extracts, name), head)
-               for name in model_names)
+  label = int(np.asarray(_label_of(extracts, model_names[0])).reshape(-1)[0])
+  return label, tuple(is_correct(predictions[name], _label_of(extracts, name), head)
+                      for name in model_names)
 
 
-def _write_outcomes(counts: List[Tuple[Tuple[bool, ...], int]], model_names: Sequence[str],
-                    path: str) -> None:
+def _write_outcomes(counts: List[Tuple[Tuple[int, Tuple[bool, ...]], int]],
+                    model_names: Sequence[str], path: str) -> None:
+  overall, classes = collections.Counter(), {}
+  for (label, pattern), n in counts:
+    pattern = tuple(int(x) for x in pattern)
+    overall[pattern] += n
+    classes.setdefault(str(label), collections.Counter())[pattern] += n
   data = {"models": list(model_names),
-          "patterns": [[[int(x) for x in pattern], int(n)] for pattern, n in sorted(counts)]}
+          "patterns": [[list(p), int(n)] for p, n in sorted(overall.items())],
+          "classes": {label: [[list(p), int(n)] for p, n in sorted(c.items())]
+                      for label, c in sorted(classes.items(), key=lambda item: int(item[0]))}}
   io_utils.write_string_file(path, json.dumps(data, indent=2))
 
 

@@ -35,6 +35,14 @@ ERROR_METRICS = ("mae", "rmse")
 # as the baseline, the candidate as the candidate. Needed by the `confident` decision.
 DENSE_PAIRED_COUNTS = "dense_paired_counts"
 PRODUCTION_PAIRED_COUNTS = "production_paired_counts"
+# {class label: stats.PairedCounts.to_dict()}: dense against the candidate on each class's
+# examples. Needed by the class_drop check.
+DENSE_CLASS_PAIRED_COUNTS = "dense_class_paired_counts"
+# {slice name: counts}: the same on each slice of the `slicing_specs` setting.
+DENSE_SLICE_PAIRED_COUNTS = "dense_slice_paired_counts"
+# Regression heads: the paired per-example errors' sums (stats.PairedErrors.to_dict()).
+DENSE_PAIRED_ERRORS = "dense_paired_errors"
+PRODUCTION_PAIRED_ERRORS = "production_paired_errors"
 # True/False: the dense model's own ModelBlessing (a TFX Evaluator upstream); None or absent: none.
 DENSE_BLESSED = "dense_blessed"
 
@@ -47,6 +55,7 @@ SPARSITY = "sparsity"
 METRIC_INCREASE = "metric_increase"          # candidate error - dense error
 PRODUCTION_INCREASE = "production_increase"  # candidate error - production error
 MIN_ACCURACY = "min_accuracy"
+CLASS_DROP = "class_drop"      # no class or slice confidently over max_class_drop (Holm)
 DENSE_BLESSING = "dense_blessing"
 # LATENCY_RATIO (above) names its check too.
 
@@ -73,8 +82,9 @@ class Check:
   op: str = "<="
   missing: Tuple[str, ...] = ()  # the metrics that could not be computed
   digits: int = 3
-  paired: Optional[stats.PairedComparison] = None   # accuracy drops measured on paired examples
+  paired: Optional[stats.PairedComparison] = None   # drops measured on paired examples
   decision: str = POINT
+  note: str = ""   # class_drop: which class or slice, and the family-wise test's figures
 
   def describe(self) -> str:
     """E.g. `accuracy_drop 0.003 <= 0.010 ok` or `compression_ratio 8.1 < 10.0`."""
@@ -85,6 +95,8 @@ class Check:
     if self.name == DENSE_BLESSING:
       return ("dense model blessed by its Evaluator ok" if self.passed
               else "dense model NOT blessed by its Evaluator")
+    if self.name == CLASS_DROP:
+      return self._describe_class()
     if self.paired is not None:
       return self._describe_paired()
     failed_op = {"<=": ">", ">=": "<"}[self.op]
@@ -92,9 +104,16 @@ class Check:
             f"{self.op if self.passed else failed_op} {self.threshold:.{self.digits}f}")
     return text + " ok" if self.passed else text
 
+  def _describe_class(self) -> str:
+    budget = f"{100 * self.threshold:.2f} pp"
+    if self.passed:
+      return f"{self.name} no class or slice confidently over {budget} ({self.note}) ok"
+    return f"{self.name}: {self.note} is confidently over its {budget} budget"
+
   def _describe_paired(self) -> str:
     p = self.paired
-    budget = f"{100 * self.threshold:.2f} pp"
+    budget = (f"{self.threshold:.4f}" if isinstance(p.counts, stats.PairedErrors)
+              else f"{100 * self.threshold:.2f} pp")
     needed = (f"about {p.needed:,} examples would decide" if p.needed is not None
               else "no sample size would decide at these rates")
     if p.position == stats.UNDECIDED and self.decision == CONFIDENT:
@@ -108,6 +127,8 @@ class Check:
   def to_dict(self) -> Dict[str, Any]:
     data = {"name": self.name, "measured": self.measured, "threshold": self.threshold,
             "passed": self.passed}
+    if self.note:
+      data["note"] = self.note
     if self.paired is not None:
       data.update(decision=self.decision, **{k: v for k, v in self.paired.to_dict().items()
                                              if k != "budget"})
@@ -158,16 +179,18 @@ def _missing(name: str, threshold: float, metrics: Tuple[str, ...], op: str = "<
   return Check(name, None, threshold, False, op, missing=metrics)
 
 
-def _paired(measured: Mapping[str, Any], key: str) -> Optional[stats.PairedCounts]:
-  """The paired counts under `key`, or None when absent, malformed or over no example."""
+def _paired(measured: Mapping[str, Any], key: str, kind=stats.PairedCounts,
+            smallest: int = 1) -> Optional[stats.Paired]:
+  """The paired counts (or errors) under `key`, or None when absent, malformed or over fewer
+  than `smallest` examples."""
   data = measured.get(key)
   if not isinstance(data, Mapping):
     return None
   try:
-    counts = stats.PairedCounts.from_dict(data)
+    paired = kind.from_dict(data)
   except (KeyError, TypeError, ValueError):
     return None
-  return counts if counts.n > 0 else None
+  return paired if paired.n >= smallest else None
 
 
 def _drop_check(name: str, measured: Mapping[str, Any], baseline_key: str, paired_key: str,
@@ -189,12 +212,46 @@ def _drop_check(name: str, measured: Mapping[str, Any], baseline_key: str, paire
     drop = _value(measured, baseline_key) - _value(measured, CANDIDATE_ACCURACY)
     return _compare(name, drop, budget, "<=")
   comparison = stats.compare(counts, budget)
-  if config.accuracy_decision == CONFIDENT:
-    passed = comparison.position == stats.WITHIN
-  else:
-    passed = comparison.drop <= budget + _EPSILON
-  return Check(name, comparison.drop, budget, passed, "<=", paired=comparison,
-               decision=config.accuracy_decision)
+  return Check(name, comparison.drop, budget, comparison.passes(config.accuracy_decision), "<=",
+               paired=comparison, decision=config.accuracy_decision)
+
+
+def _groups(measured: Mapping[str, Any], key: str,
+            kind: str) -> Optional[Dict[str, stats.PairedCounts]]:
+  """{"class 3" or "slice color=red": counts} under `key`; None when absent or malformed."""
+  data = measured.get(key)
+  if not isinstance(data, Mapping) or not data:
+    return None
+  groups = {f"{kind} {name}": _paired({"counts": counts}, "counts")
+            for name, counts in data.items()}
+  return None if any(c is None for c in groups.values()) else groups
+
+
+def _class_check(measured: Mapping[str, Any], config: GateConfig) -> Check:
+  """Refuses when some class (or slice of `config.slicing_specs`) is confidently over
+  `max_class_drop`: each group's one-sided score test against the budget, Holm-adjusted
+  across all of them at the interval's one-sided level."""
+  budget = config.max_class_drop
+  groups = _groups(measured, DENSE_CLASS_PAIRED_COUNTS, "class")
+  if groups is None:
+    return _missing(CLASS_DROP, budget, (DENSE_CLASS_PAIRED_COUNTS,))
+  if config.slicing_specs:
+    slices = _groups(measured, DENSE_SLICE_PAIRED_COUNTS, "slice")
+    if slices is None:
+      return _missing(CLASS_DROP, budget, (DENSE_SLICE_PAIRED_COUNTS,))
+    groups.update(slices)
+  adjusted = stats.holm_adjusted({name: stats.p_over(counts, budget)
+                                  for name, counts in groups.items()})
+  worst = min(adjusted, key=lambda name: (adjusted[name], -groups[name].drop))
+  comparison = stats.compare(groups[worst], budget)
+  alpha = (1 - comparison.confidence) / 2
+  passed = adjusted[worst] > alpha
+  slices = len(groups) - len(measured[DENSE_CLASS_PAIRED_COUNTS])
+  family = f"{len(groups) - slices} classes" + (f" and {slices} slices" if slices else "")
+  note = (f"{'worst ' if passed else ''}{worst}: {comparison.describe()}, Holm-adjusted "
+          f"p={adjusted[worst]:.2g} across {family}")
+  return Check(CLASS_DROP, comparison.drop, budget, passed, "<=", paired=comparison,
+               decision=CONFIDENT, note=note)
 
 
 def _all_missing(measured: Mapping[str, Any], *keys: str) -> Tuple[str, ...]:
@@ -241,22 +298,36 @@ def _accuracy_checks(measured: Mapping[str, Any], config: GateConfig) -> list:
   if PRODUCTION_ACCURACY in measured:
     checks.append(_drop_check(PRODUCTION_DROP, measured, PRODUCTION_ACCURACY,
                               PRODUCTION_PAIRED_COUNTS, config))
+  if config.max_class_drop > 0:
+    checks.append(_class_check(measured, config))
   return checks
 
 
 def _error_checks(measured: Mapping[str, Any], config: GateConfig) -> list:
-  """metric_increase, and production_increase when a production model exists (regression heads)."""
+  """metric_increase, and production_increase when a production model exists (regression
+  heads), decided as `config.accuracy_decision` on the paired per-example errors: `confident`
+  on the upper end of the paired t interval (without the paired errors it cannot decide),
+  `point` on the point increase."""
   checks = []
-  baselines = [(METRIC_INCREASE, DENSE_ERROR)]
+  budget = config.max_metric_increase
+  baselines = [(METRIC_INCREASE, DENSE_ERROR, DENSE_PAIRED_ERRORS)]
   if PRODUCTION_ERROR in measured:
-    baselines.append((PRODUCTION_INCREASE, PRODUCTION_ERROR))
-  for name, baseline in baselines:
+    baselines.append((PRODUCTION_INCREASE, PRODUCTION_ERROR, PRODUCTION_PAIRED_ERRORS))
+  for name, baseline, paired_key in baselines:
     missing = _all_missing(measured, CANDIDATE_ERROR, baseline)
+    paired = _paired(measured, paired_key, stats.PairedErrors, smallest=2)
     if missing:
-      checks.append(_missing(name, config.max_metric_increase, missing))
+      checks.append(_missing(name, budget, missing))
+    elif paired is not None:
+      comparison = stats.compare(paired, budget)
+      checks.append(Check(name, comparison.drop, budget,
+                          comparison.passes(config.accuracy_decision), "<=", digits=4,
+                          paired=comparison, decision=config.accuracy_decision))
+    elif config.accuracy_decision == CONFIDENT:
+      checks.append(_missing(name, budget, (paired_key,)))
     else:
       increase = _value(measured, CANDIDATE_ERROR) - _value(measured, baseline)
-      checks.append(_compare(name, increase, config.max_metric_increase, "<=", 4))
+      checks.append(_compare(name, increase, budget, "<=", 4))
   return checks
 
 

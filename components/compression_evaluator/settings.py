@@ -5,9 +5,28 @@ component's defaults, the executor, `gate.decide` (as `GateConfig`) and the pipe
 `gate:` section all use it.
 """
 import dataclasses
+from typing import Any, Dict, List, Optional
 
 from tfx_bonsai.components.common import settings as settings_lib
 from tfx_bonsai.components.common.settings import setting
+
+
+_SLICING_SPEC = ("TFMA SlicingSpecs, e.g. [{feature_keys: [color]}, {feature_values: "
+                 "{size: large}}]")
+
+
+def _slicing_specs(specs) -> Optional[str]:
+  for spec in specs:
+    if not isinstance(spec, dict) or not spec or set(spec) - {"feature_keys", "feature_values"}:
+      return (f"must be a list of {_SLICING_SPEC} (the overall slice is always checked), "
+              f"got {spec!r}")
+    keys, values = spec.get("feature_keys", []), spec.get("feature_values", {})
+    if (not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys)
+        or not isinstance(values, dict)
+        or not all(isinstance(k, str) and k and isinstance(v, (str, int))
+                   for k, v in values.items())):
+      return f"must be a list of {_SLICING_SPEC}, got {spec!r}"
+  return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,9 +45,15 @@ class CompressionEvaluatorSettings(settings_lib.Settings):
   allow_shared_splits: judge on `eval_split` even when an upstream model says it fitted or
     selected on it (its `data_roles` property); off (default): refuse.
   accuracy_decision: `confident` (the upper end of the paired 95% interval on each accuracy
-    drop must be within the budget) or `point` (the point drop must be); classifier heads.
+    drop, or error increase, must be within the budget) or `point` (the point drop must be).
   min_accuracy: the candidate's accuracy must be at least this, in [0, 1]; 0 turns it off
     (classifier heads).
+  max_class_drop: the accuracy any one class (label) may lose against the dense model, in
+    [0, 1]; refused only when some class (or slice of `slicing_specs`) is confidently over it
+    (a one-sided score test per class and slice, Holm-adjusted across them); 0 turns it off
+    (classifier heads).
+  slicing_specs: TFMA SlicingSpecs as dicts ({"feature_keys": [...]} and/or
+    {"feature_values": {...}}): slices of the eval examples checked like the classes.
   head: what the output means (HEADS; "auto" reads the dense model).
   metric: "" (accuracy; MAE for regression), "accuracy", "mae" or "rmse". With "mae" or
     "rmse" (a regression head) the accuracy checks are replaced by `metric_increase` and
@@ -55,6 +80,9 @@ class CompressionEvaluatorSettings(settings_lib.Settings):
   accuracy_decision: str = setting(settings_lib.CONFIDENT,
                                    check=settings_lib.one_of(settings_lib.ACCURACY_DECISIONS))
   min_accuracy: float = setting(0.0, check=settings_lib.fraction(note=" (0 turns it off)"))
+  max_class_drop: float = setting(0.1, check=settings_lib.fraction(note=" (0 turns it off)"))
+  slicing_specs: List[Dict[str, Any]] = setting(default_factory=list, check=_slicing_specs,
+                                                runtime=False)
   head: str = setting("auto", check=settings_lib.one_of(settings_lib.HEADS))
   metric: str = setting("", check=settings_lib.metric_name)
   max_metric_increase: float = setting(0.0, check=settings_lib.at_least(0))

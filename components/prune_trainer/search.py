@@ -9,7 +9,8 @@ its drop against the dense model, on the same selection examples, holds: with
 `accuracy_decision="confident"` the upper end of the paired 95% interval
 (`components/common/stats.py`) must be within the budget, as the gate decides; with
 `point` the point drop must. A regression head (issue 13's heads) is scored by its error
-metric instead, and a trial is accepted when the metric grows by at most the budget. When
+metric instead, and a trial's increase of it over the dense model is decided the same way,
+on the paired per-example errors (a paired t interval, `stats.PairedErrors`). When
 the first level is already over budget the search
 brackets downwards (halving the level) until one holds; after the first level over budget
 it bisects between the last accepted level and the first rejected one while trials remain.
@@ -93,6 +94,18 @@ def accuracy(model, eval_ds: tf.data.Dataset, head: str = heads.MULTICLASS,
   if not labels:
     raise pruning.PruningError("the eval split is empty: the search needs examples to measure accuracy")
   return heads.score(head, metric, np.concatenate(outputs), np.concatenate(labels))
+def residuals(model, eval_ds: tf.data.Dataset) -> np.ndarray:
+  """Per example, in the dataset's order: label - prediction (a regression head's one unit)."""
+  found = []
+  for inputs, labels in eval_ds:
+    outputs = np.asarray(model(inputs, training=False), np.float64).reshape(-1)
+    found.append(np.reshape(labels.numpy(), outputs.shape) - outputs)
+  if not found or not sum(len(r) for r in found):
+    raise pruning.PruningError("the eval split is empty: the search needs examples to measure "
+                               "its error")
+  return np.concatenate(found)
+
+
 def correct(model, eval_ds: tf.data.Dataset, head: str = heads.MULTICLASS) -> np.ndarray:
   """Per example, in the dataset's order: is the head's decision the label? (a finite dataset)
 
@@ -116,10 +129,16 @@ def paired_counts(dense_correct: np.ndarray, candidate_correct: np.ndarray) -> s
     raise pruning.PruningError(f"paired outcomes differ in length: {dense_correct.shape} vs "
                                f"{candidate_correct.shape} (the eval dataset must be finite and "
                                "deterministic)")
-  return stats.PairedCounts(
-      n=int(dense_correct.size), both=int(np.sum(dense_correct & candidate_correct)),
-      baseline_only=int(np.sum(dense_correct & ~candidate_correct)),
-      candidate_only=int(np.sum(~dense_correct & candidate_correct)))
+  return stats.PairedCounts.from_outcomes(dense_correct, candidate_correct)
+
+
+def paired_errors(metric: str, dense_residuals: np.ndarray,
+                  candidate_residuals: np.ndarray) -> stats.PairedErrors:
+  if dense_residuals.shape != candidate_residuals.shape:
+    raise pruning.PruningError(f"paired residuals differ in length: {dense_residuals.shape} vs "
+                               f"{candidate_residuals.shape} (the eval dataset must be finite "
+                               "and deterministic)")
+  return stats.PairedErrors.from_residuals(metric, dense_residuals, candidate_residuals)
 
 
 def next_levels(accepted_level: Optional[float], rejected_level: Optional[float],
@@ -158,31 +177,31 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
            metrics: Optional[Sequence[Any]] = None, strategy=None) -> SearchResult:
   """Runs the search; the best model is the highest accepted level (else the least sparse trial).
 
-  For a classifier head trials are accepted by the paired comparison with the dense model
+  Trials are accepted by the paired comparison with the dense model
   (`search_config.accuracy_decision`). For a regression head the trials' `accuracy` is the
   error metric (`metric`, MAE or RMSE) and `accuracy_drop` its increase over the dense
-  model, accepted when within the same budget (a point decision).
+  model, against the same budget.
   """
   search_config.validate()
   config.validate()
   layers = [n for n in pruning.select_layers(model, config)
             if pruning.prunable_weights(pruning.find_layer(model, n))]
   loss = loss or getattr(model, "loss", None) or "sparse_categorical_crossentropy"
-  # Classifier heads: paired right/wrong per example, decided as accuracy_decision (issue 14).
-  # Regression: the error metric, its increase over the dense model against the same budget.
+  # Paired per example (right/wrong, or the residual for regression), decided as
+  # accuracy_decision on the interval of stats.compare.
   regression = head == heads.REGRESSION
-  decision = POINT if regression else search_config.accuracy_decision
+  decision = search_config.accuracy_decision
   if regression:
-    dense_correct = None
+    dense_outcomes = residuals(model, eval_ds)
     dense_accuracy = accuracy(model, eval_ds, head, metric)
     log.info("search: dense %s %.4f, budget %.4f (increase), levels %s, at most %d trials",
              heads.metric_for(head, metric), dense_accuracy, search_config.max_accuracy_drop,
              list(search_config.levels), search_config.max_trials)
   else:
-    dense_correct = correct(model, eval_ds, head)
-    dense_accuracy = float(np.mean(dense_correct))
+    dense_outcomes = correct(model, eval_ds, head)
+    dense_accuracy = float(np.mean(dense_outcomes))
     log.info("search: dense accuracy %.4f on %d examples, budget %.4f (%s), levels %s, at most "
-             "%d trials", dense_accuracy, dense_correct.size, search_config.max_accuracy_drop,
+             "%d trials", dense_accuracy, dense_outcomes.size, search_config.max_accuracy_drop,
              decision, list(search_config.levels), search_config.max_trials)
   start = time.time()
   allocation = config.resolved_allocation(searching=True)
@@ -218,24 +237,18 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
                            loss=loss, metrics=metrics, log_dir=log_dir, layer_targets=targets,
                            strategy=strategy)
     if regression:  # `accuracy` holds the error metric, `accuracy_drop` its increase
-      acc = accuracy(result.model, eval_ds, head, metric)
-      drop = acc - dense_accuracy
-      accepted = drop <= search_config.max_accuracy_drop + 1e-9
-      trial = Trial(level, result.sparsity, acc, drop, weights_gzip_bytes(result.model),
-                    time.time() - began, accepted, result.layer_sparsity)
-      described = f"{heads.metric_for(head, metric)} increase {drop:+.4f}"
+      paired = paired_errors(heads.metric_for(head, metric), dense_outcomes,
+                             residuals(result.model, eval_ds))
+      acc = paired.candidate_error
     else:
-      comparison = stats.compare(paired_counts(dense_correct, correct(result.model, eval_ds, head)),
-                                 search_config.max_accuracy_drop)
-      if decision == CONFIDENT:
-        accepted = comparison.position == stats.WITHIN
-      else:
-        accepted = comparison.drop <= search_config.max_accuracy_drop + 1e-9
-      acc, drop = comparison.counts.candidate_accuracy, comparison.drop
-      trial = Trial(level, result.sparsity, acc, drop, weights_gzip_bytes(result.model),
-                    time.time() - began, accepted, result.layer_sparsity,
-                    comparison.low, comparison.high, comparison.counts.n)
-      described = comparison.describe()
+      paired = paired_counts(dense_outcomes, correct(result.model, eval_ds, head))
+      acc = paired.candidate_accuracy
+    comparison = stats.compare(paired, search_config.max_accuracy_drop)
+    accepted, drop = comparison.passes(decision), comparison.drop
+    trial = Trial(level, result.sparsity, acc, drop, weights_gzip_bytes(result.model),
+                  time.time() - began, accepted, result.layer_sparsity,
+                  comparison.low, comparison.high, comparison.counts.n)
+    described = comparison.describe()
     trials.append(trial)
     trials_bar.set_postfix(level=level, drop=f"{drop:+.3f}", refresh=False)
     trials_bar.update(1)

@@ -72,7 +72,8 @@ def test_binary_agreement_compares_decisions_not_probabilities():
 def test_gate_for_regression_checks_the_metric_increase():
   measured = {gate.CANDIDATE_ERROR: 0.52, gate.DENSE_ERROR: 0.50, gate.PRODUCTION_ERROR: 0.55,
               gate.DENSE_TFLITE_BYTES: 1000, gate.CANDIDATE_GZIP_BYTES: 50}
-  config = gate.GateConfig(metric="mae", max_metric_increase=0.03, min_compression_ratio=10)
+  config = gate.GateConfig(metric="mae", max_metric_increase=0.03, min_compression_ratio=10,
+                           accuracy_decision="point")
   verdict = gate.decide(measured, config)
   assert verdict.blessed, verdict.summary_line()
   assert [c.name for c in verdict.checks][:2] == [gate.METRIC_INCREASE, gate.PRODUCTION_INCREASE]
@@ -107,7 +108,9 @@ def test_search_scores_regression_by_its_error_metric():
   assert found.dense_accuracy == pytest.approx(dense_mae, rel=1e-4)
   for trial in found.trials:  # `accuracy` holds the MAE, `accuracy_drop` its increase
     assert trial.accuracy_drop == pytest.approx(trial.accuracy - dense_mae, abs=1e-5)
-    assert trial.accepted == (trial.accuracy_drop <= 0.2 + 1e-9)
+    # Accepted on the paired interval's upper end (the search's default, `confident`).
+    assert trial.examples == 128 and trial.drop_ci_low < trial.accuracy_drop < trial.drop_ci_high
+    assert trial.accepted == (trial.drop_ci_high <= 0.2 + 1e-9)
 
 
 def test_paired_outcomes_take_the_heads_decision():
@@ -122,13 +125,29 @@ def test_paired_outcomes_take_the_heads_decision():
 
 
 def test_gate_keeps_the_error_checks_for_regression_whatever_the_accuracy_decision():
-  measured = {gate.CANDIDATE_ERROR: 0.52, gate.DENSE_ERROR: 0.50,
+  # Paired residuals: the candidate's are the dense model's plus a little, 0.02 more MAE.
+  dense = np.linspace(-1.0, 1.0, 400)
+  candidate = dense + np.where(dense >= 0, 0.02, -0.02)
+  paired = {"metric": "mae", "n": 400, "baseline_sum": float(np.abs(dense).sum()),
+            "baseline_sum_sq": float((dense ** 2).sum()),
+            "candidate_sum": float(np.abs(candidate).sum()),
+            "candidate_sum_sq": float((candidate ** 2).sum()),
+            "cross_sum": float((np.abs(dense) * np.abs(candidate)).sum())}
+  measured = {gate.CANDIDATE_ERROR: float(np.abs(candidate).mean()),
+              gate.DENSE_ERROR: float(np.abs(dense).mean()), gate.DENSE_PAIRED_ERRORS: paired,
               gate.DENSE_TFLITE_BYTES: 1000, gate.CANDIDATE_GZIP_BYTES: 50}
   config = gate.GateConfig(metric="mae", max_metric_increase=0.03, min_compression_ratio=10,
                            accuracy_decision="confident", min_accuracy=0.9)
   verdict = gate.decide(measured, config)
   assert verdict.blessed, verdict.summary_line()
   assert [c.name for c in verdict.checks] == [gate.METRIC_INCREASE, gate.COMPRESSION_RATIO]
+  # Every example's error grew by exactly 0.02: the interval is that point.
+  increase = verdict.checks[0]
+  assert (increase.paired.low, increase.paired.high) == pytest.approx((0.02, 0.02), abs=1e-6)
+  assert not gate.decide(measured, config.replace(max_metric_increase=0.01)).blessed
+  # Without the paired errors `confident` cannot decide.
+  del measured[gate.DENSE_PAIRED_ERRORS]
+  assert gate.DENSE_PAIRED_ERRORS in gate.decide(measured, config).summary_line()
   # A classifier head with the same settings is decided on paired outcomes, which it lacks.
   accuracy = gate.decide({gate.CANDIDATE_ACCURACY: 0.95, gate.DENSE_ACCURACY: 0.95,
                           gate.DENSE_TFLITE_BYTES: 1000, gate.CANDIDATE_GZIP_BYTES: 50},

@@ -26,8 +26,9 @@ def _config(root, *overrides):
       f"pipeline_root={root}/pipeline", f"data.path={root}/data", f"push.destination={root}/serving",
       "trainer.custom_config={epochs: 3, width: 0.5}", "trainer.train_steps=135",
       "pruning.epochs=3", "runner.beam_args=[--direct_num_workers=1]",
-      # These runs test the mechanism; fine-tune noise on 337 eval examples is ~2 pp.
-      "gate.max_accuracy_drop=0.03", *overrides])
+      # These runs test the mechanism. A 3-epoch model differs from its pruned candidate on
+      # ~5 % of ~305 eval examples each way: the valid 95% bound is then ~3-4 pp at best.
+      "gate.max_accuracy_drop=0.06", *overrides])
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,7 @@ def test_new_data_uses_the_pushed_model_as_production_baseline(happy, root):
   assert production["drop"] == pytest.approx(
       measured["production_accuracy"] - measured["candidate_accuracy"], abs=1e-6)  # TFMA: float32
   assert production["ci_low"] <= production["drop"] <= production["ci_high"]
-  assert production["passed"] == (production["ci_high"] <= 0.03 + 1e-9)
+  assert production["passed"] == (production["ci_high"] <= 0.06 + 1e-9)
   assert summary["blessed"] == all(c["passed"] for c in verdict["checks"])
   # The destination follows the verdict: a new, highest version, the old ones untouched;
   # or nothing changed at all.

@@ -1,5 +1,7 @@
 """The gate's batched TFMA metric (`metrics.PairedAccuracy`) against plain numpy on real
 models' predictions, and its configuration errors."""
+import json
+
 import numpy as np
 import pytest
 from tensorflow_model_analysis import constants as tfma_constants
@@ -8,6 +10,7 @@ from tensorflow_model_analysis.proto import config_pb2
 
 from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import model_io
+from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.compression_evaluator import executor
 from tfx_bonsai.components.compression_evaluator import extractors
 from tfx_bonsai.components.compression_evaluator import metrics
@@ -85,6 +88,14 @@ def test_accuracies_and_paired_counts_match_numpy_across_batches_and_merges(pred
         len(labels), int(np.sum(base & cand)), int(np.sum(base & ~cand)),
         int(np.sum(~base & cand)))
   assert executor.paired_counts(outcomes, "dense", "candidate").discordant > 0
+  # Per class (label): the same table on that class's examples.
+  assert sorted(outcomes["classes"], key=int) == [str(k) for k in range(10)]
+  for k in range(10):
+    counts = executor.paired_counts(outcomes, "dense", "candidate", str(k))
+    base, cand = right["dense"][labels == k], right["candidate"][labels == k]
+    assert (counts.n, counts.both, counts.baseline_only, counts.candidate_only) == (
+        int(np.sum(labels == k)), int(np.sum(base & cand)), int(np.sum(base & ~cand)),
+        int(np.sum(~base & cand)))
 
 
 def test_one_model_is_counted_without_patterns(predictions):
@@ -123,8 +134,10 @@ def test_configuration_errors_name_the_problem():
   with pytest.raises(metrics.PairedAccuracyError, match="top-k"):
     metrics.PairedAccuracy().computations(model_names=["a"],
                                           sub_keys=[metric_types.SubKey(top_k=2)])
-  with pytest.raises(heads.HeadError, match="batched evaluation needs a classifier head"):
-    executor.make_eval_config("label", False, heads.REGRESSION, batched=True)
+  with pytest.raises(heads.HeadError, match="batched evaluation needs a classifier or regression"):
+    executor.make_eval_config("label", False, "ranking", batched=True)
+  with pytest.raises(metrics.PairedErrorError, match="metric must be one of"):
+    metrics.PairedError(metric="mse").computations(model_names=["a"])
   config = executor.make_eval_config("label", False, batched=True)
   config.slicing_specs.add(feature_keys=["label"])
   with pytest.raises(ValueError, match="sliced overall only"):
@@ -152,3 +165,69 @@ def test_the_gate_config_names_the_batched_metric():
   assert (metric.class_name, metric.module) == ("PairedAccuracy", metrics.__name__)
   assert list(spec.model_names) == ["candidate", "dense", "production"]
   assert config_pb2.SlicingSpec() in config.slicing_specs
+
+
+@pytest.mark.parametrize("metric", ["mae", "rmse"])
+def test_paired_error_sums_match_numpy_across_batches_and_merges(predictions, metric):
+  """Regression: each model's 'prediction' is its probability of the true class, the label 1."""
+  labels, scores = predictions
+  values = {m: scores[m][np.arange(len(labels)), labels][:, None] for m in MODELS}
+  ones = np.ones(len(labels))
+  (computation,) = metrics.PairedError(metric=metric).computations(
+      model_names=list(MODELS), output_names=[""], sub_keys=[None])
+  by_model = _evaluate(computation, _batches(ones, values, MODELS, [1, 500, len(labels) - 501]))
+  residuals = {m: 1.0 - values[m][:, 0].astype(np.float64) for m in MODELS}
+  name = metrics.ERROR_NAMES[metric]
+  for m in MODELS:
+    expected = (np.mean(np.abs(residuals[m])) if metric == "mae"
+                else np.sqrt(np.mean(residuals[m] ** 2)))
+    assert by_model[m][name] == pytest.approx(expected, rel=1e-9)
+    assert by_model[m][metrics.EXAMPLE_COUNT] == len(labels)
+  for baseline in ("dense", "production"):
+    paired = metrics.paired_errors_from_metrics(by_model["candidate"], metric, baseline)
+    direct = stats.PairedErrors.from_residuals(metric, residuals[baseline],
+                                               residuals["candidate"])
+    assert paired.n == direct.n
+    for field in metrics.ERROR_SUMS:
+      assert getattr(paired, field) == pytest.approx(getattr(direct, field), rel=1e-9)
+  assert metrics.paired_errors_from_metrics(by_model["candidate"], metric, "other") is None
+
+
+def test_the_gate_config_names_the_regression_metric():
+  config = executor.make_eval_config("label", False, heads.REGRESSION, "rmse", batched=True)
+  (metric,) = config.metrics_specs[0].metrics
+  assert (metric.class_name, json.loads(metric.config)) == ("PairedError", {"metric": "rmse"})
+
+
+def test_slices_of_the_slicing_specs_are_counted_like_classes(predictions):
+  labels, scores = predictions
+  right = {m: np.argmax(scores[m], axis=1) == labels for m in MODELS}
+  size = np.where(labels >= 5, b"big", b"small")      # a bytes feature, as tf.Examples give
+  parity = (labels % 2)[:, None]                       # an int feature, one value per example
+  specs = [{"feature_keys": ["size"]}, {"feature_values": {"size": "big"}},
+           {"feature_keys": ["parity"], "feature_values": {"size": "small"}}]
+  (computation,) = metrics.PairedAccuracy(slicing_specs=specs).computations(
+      model_names=list(MODELS), output_names=[""], sub_keys=[None])
+
+  def batches():
+    for batch, index in zip(_batches(labels, scores, MODELS, [700, len(labels) - 700]),
+                            np.split(np.arange(len(labels)), [700])):
+      yield dict(batch, **{tfma_constants.FEATURES_KEY: {"size": size[index],
+                                                         "parity": parity[index]}})
+
+  outcomes = metrics.patterns_from_metrics(_evaluate(computation, batches())["candidate"])
+  expected = {"size=big": labels >= 5, "size=small": labels < 5,
+              "parity=0,size=small": (labels < 5) & (labels % 2 == 0),
+              "parity=1,size=small": (labels < 5) & (labels % 2 == 1)}
+  assert sorted(outcomes["slices"]) == sorted(expected)
+  for name, members in expected.items():
+    counts = executor.paired_counts(outcomes, "dense", "candidate", slice_name=name)
+    base, cand = right["dense"][members], right["candidate"][members]
+    assert (counts.n, counts.baseline_only, counts.candidate_only) == (
+        int(members.sum()), int(np.sum(base & ~cand)), int(np.sum(~base & cand)))
+  # Slices do not change the overall counts.
+  assert sum(n for _, n in outcomes["patterns"]) == len(labels)
+  with pytest.raises(metrics.PairedAccuracyError, match="slicing feature 'colour' is not in"):
+    bad = metrics.PairedAccuracy(slicing_specs=[{"feature_keys": ["colour"]}]).computations(
+        model_names=list(MODELS), output_names=[""], sub_keys=[None])[0]
+    next(bad.preprocessors[0].process(next(batches())))

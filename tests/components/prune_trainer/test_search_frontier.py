@@ -30,7 +30,9 @@ def test_paired_counts_from_outcomes():
 
 def test_level_over_budget_first_brackets_down_and_bisects_with_confident_acceptance(setup):
   model, train, selection = setup
-  config = search.SearchConfig(levels=(0.999,), max_accuracy_drop=0.03, max_trials=3,
+  # 360 selection examples, a 0.89-accurate dense model: about 5 % discordant pairs, so the
+  # valid interval confirms ~3.5 pp at best (README, the gate's table); the budget is 5 pp.
+  config = search.SearchConfig(levels=(0.999,), max_accuracy_drop=0.05, max_trials=3,
                                epochs_per_trial=1)
   assert config.accuracy_decision == search.CONFIDENT
   result = search.search(model, train, selection, 1437, pruning.PruningConfig(), config)
@@ -43,7 +45,7 @@ def test_level_over_budget_first_brackets_down_and_bisects_with_confident_accept
     assert trial.examples == 360
     assert trial.drop_ci_low <= trial.accuracy_drop <= trial.drop_ci_high
     # Accepted exactly when the whole interval is within the budget.
-    assert trial.accepted == (trial.drop_ci_high <= 0.03 + 1e-9)
+    assert trial.accepted == (trial.drop_ci_high <= 0.05 + 1e-9)
   best = max((t for t in result.trials if t.accepted), key=lambda t: t.level)
   assert result.result.sparsity == pytest.approx(best.sparsity)
   report = result.report()
