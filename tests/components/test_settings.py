@@ -69,7 +69,9 @@ def test_constructor_defaults_are_the_settings_defaults(component_cls, settings_
   assert set(defaults) <= set(signature)
   for name, default in defaults.items():
     given = signature[name].default
-    assert given == default or (given is None and default in ([], {}, "")), name
+    # None stands for the default where it is mutable (a list, a dict) or empty.
+    assert given == default or (given is None and (isinstance(default, (list, dict))
+                                                   or default == "")), name
   component = component_cls(**_channels(component_cls),
                             **({"quantization": "dynamic"}
                                if component_cls is converter_component.TFLiteConverter else {}))
