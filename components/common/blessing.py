@@ -48,6 +48,9 @@ class CompressionBlessing(standard_artifacts.ModelBlessing):
 # accepts a type whose class name is the expected one): the stock Pusher takes it as a
 # ModelBlessing, while MLMD and Vertex know it by TYPE_NAME.
 CompressionBlessing.__name__ = standard_artifacts.ModelBlessing.__name__
+# An artifact's JSON form names its class by module and __name__ (tfx.types.Artifact
+# .to_json_dict); this alias makes that name resolve back to CompressionBlessing.
+ModelBlessing = CompressionBlessing
 
 
 def write_blessing(blessing: types.Artifact, blessed: bool,

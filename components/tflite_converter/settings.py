@@ -60,6 +60,15 @@ def _count(value) -> str:
   return None if value >= 1 else f"must be an integer >= 1, got {value!r}"
 
 
+# The most near-ties any setting may count as agreeing: 5 % of the examples.
+MAX_TIE_SHARE = 0.05
+
+
+def _tie_share(value):
+  ok = 0.0 <= value <= MAX_TIE_SHARE
+  return None if ok else f"must be in [0, {MAX_TIE_SHARE}] (a cap on near-ties), got {value!r}"
+
+
 @dataclasses.dataclass(frozen=True)
 class TFLiteConverterSettings(settings_lib.Settings):
   """How to convert, and how closely the TFLite model must agree with the Keras model."""
@@ -79,8 +88,9 @@ class TFLiteConverterSettings(settings_lib.Settings):
   min_agreement: float = setting(0.98, check=settings_lib.fraction(low_open=True))
   # At most this share of the examples may count as agreeing though their classes differ:
   # those where both the Keras and the TFLite scores of the two classes are within one step
-  # of the TFLite output tensor's int8 scale (int8 and mixed outputs only).
-  max_tie_share: float = setting(0.02, check=settings_lib.fraction(high_open=True))
+  # of the TFLite output tensor's int8 scale (int8 and mixed outputs only). Capped at
+  # MAX_TIE_SHARE, so that a file agreeing on far fewer than min_agreement never passes.
+  max_tie_share: float = setting(0.02, check=_tie_share)
   max_abs_error: float = setting(0.05, check=settings_lib.greater_than(0))
   label_key: str = setting("label", config=settings_lib.NOT_IN_CONFIG)  # "": no label
   measure_latency: bool = True

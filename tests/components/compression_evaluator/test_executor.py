@@ -13,6 +13,7 @@ from tfx import v1 as tfx_v1
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import pusher_pb2
+from tfx.types import artifact as artifact_lib
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
@@ -457,6 +458,11 @@ def test_component_declares_the_gate():
   assert evaluator.outputs[spec.BLESSING_KEY].type is blessing_lib.CompressionBlessing
   assert issubclass(blessing_lib.CompressionBlessing, standard_artifacts.ModelBlessing)
   assert blessing_lib.CompressionBlessing.TYPE_NAME != standard_artifacts.ModelBlessing.TYPE_NAME
+  # Its JSON form (tfx.types.Artifact.to_json_dict) names its class; that name loads it back.
+  blessing = blessing_lib.CompressionBlessing()
+  blessing.uri = "/tmp/blessing"
+  loaded = artifact_lib.Artifact.from_json_dict(blessing.to_json_dict())
+  assert type(loaded) is blessing_lib.CompressionBlessing and loaded.uri == "/tmp/blessing"
   # The stock Pusher takes the gate's blessing channel (TFX checks the channel's type).
   pusher = tfx_v1.components.Pusher(
       model=_channels()["model"], model_blessing=evaluator.outputs[spec.BLESSING_KEY],

@@ -224,9 +224,11 @@ def test_the_pipeline_config_takes_the_ladder_and_names_a_bad_mode():
                      match=r"conversion.fallback: items must be among \['mixed', 'dynamic', "
                            r"'float16', 'none'\], got \['int4'\]"):
     config_lib.load(digits, ["conversion.fallback=[int4]"])
+  # The cap on near-ties is itself capped: a file agreeing on half the examples never passes.
   with pytest.raises(config_lib.ConfigError,
-                     match=r"conversion.max_tie_share: must be in \[0, 1\)"):
-    config_lib.load(digits, ["conversion.max_tie_share=1.0"])
+                     match=r"conversion.max_tie_share: must be in \[0, 0.05\] \(a cap on "
+                           r"near-ties\), got 0.5"):
+    config_lib.load(digits, ["conversion.max_tie_share=0.5"])
 
 
 def test_mixed_on_a_one_layer_model_is_recorded_as_not_applicable():
