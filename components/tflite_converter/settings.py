@@ -83,7 +83,10 @@ class TFLiteConverterSettings(settings_lib.Settings):
   representative_split: str = setting("train", check=settings_lib.non_empty("train"),
                                       config=settings_lib.NOT_IN_CONFIG)
   agreement_examples: int = setting(360, check=_count)
-  agreement_split: str = setting("eval", check=settings_lib.non_empty("eval"),
+  # Train by default: the agreement check reads no labels, and a split it passes or fails the
+  # conversion on is one the gate refuses to judge on (data roles); the YAML pipeline uses its
+  # selection split.
+  agreement_split: str = setting("train", check=settings_lib.non_empty("train"),
                                  config=settings_lib.NOT_IN_CONFIG)
   min_agreement: float = setting(0.98, check=settings_lib.fraction(low_open=True))
   # At most this share of the examples may count as agreeing though their classes differ:

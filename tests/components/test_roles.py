@@ -19,7 +19,7 @@ def test_the_selection_split_snippet_is_valid_tfx_and_builds_three_splits(tmp_pa
 
 
 def test_a_template_project_is_told_how_to_add_a_selection_split_and_how_to_opt_out():
-  uses = roles.converter_uses(converter_settings.TFLiteConverterSettings())  # defaults: 'eval'
+  uses = roles.converter_uses(converter_settings.TFLiteConverterSettings(agreement_split="eval"))
   shared = roles.on_split(uses, "eval")
   assert [u.parameter for u in shared] == ["agreement_split"]
   message = roles.shared_split_message("eval", shared, ["train", "eval"])

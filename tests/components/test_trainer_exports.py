@@ -64,7 +64,7 @@ CONVERT = {
     converter_spec.QUANTIZATION_KEY: "int8", converter_spec.SPARSE_WEIGHTS_KEY: 0,
     converter_spec.INT8_IO_KEY: 0, converter_spec.REPRESENTATIVE_EXAMPLES_KEY: 100,
     converter_spec.REPRESENTATIVE_SPLIT_KEY: "train", converter_spec.AGREEMENT_EXAMPLES_KEY: 360,
-    converter_spec.AGREEMENT_SPLIT_KEY: "eval", converter_spec.MIN_AGREEMENT_KEY: 0.97,
+    converter_spec.AGREEMENT_SPLIT_KEY: "train", converter_spec.MIN_AGREEMENT_KEY: 0.97,
     converter_spec.MAX_ABS_ERROR_KEY: 0.6, converter_spec.LABEL_KEY: "label",
     converter_spec.MEASURE_LATENCY_KEY: 0,
 }

@@ -394,8 +394,10 @@ def _with_roles(model, uses):
   return copy
 
 
-# TFLiteConverter with its component defaults, in a template project (train and eval only).
-_CONVERTER_DEFAULT_USES = roles.converter_uses(converter_settings.TFLiteConverterSettings())
+# TFLiteConverter told to check agreement on the gate's split, in a template project (train and
+# eval only).
+_CONVERTER_DEFAULT_USES = roles.converter_uses(
+    converter_settings.TFLiteConverterSettings(agreement_split="eval"))
 
 
 def test_a_split_that_shaped_the_candidate_is_refused_before_any_work(tmp_path, small_dense_model,

@@ -28,7 +28,7 @@ def properties(**overrides):
       spec.REPRESENTATIVE_EXAMPLES_KEY: 200,
       spec.REPRESENTATIVE_SPLIT_KEY: "train",
       spec.AGREEMENT_EXAMPLES_KEY: 360,
-      spec.AGREEMENT_SPLIT_KEY: "eval",
+      spec.AGREEMENT_SPLIT_KEY: "train",
       spec.MIN_AGREEMENT_KEY: 0.98,
       spec.MAX_ABS_ERROR_KEY: 0.05,
       spec.LABEL_KEY: "label",
@@ -77,11 +77,11 @@ def test_int8_output_properties_and_report(int8_output):
   assert int8_output.get_int_custom_property(spec.AGREEMENT_EXAMPLES_PROPERTY) == 360
   uses = roles.decode(int8_output.get_string_custom_property(spec.DATA_ROLES_PROPERTY))
   assert [(u.split, u.role, u.parameter) for u in uses] == [
-      ("train", roles.FIT, "representative_split"), ("eval", roles.SELECTION, "agreement_split")]
+      ("train", roles.FIT, "representative_split"), ("train", roles.SELECTION, "agreement_split")]
   with tf.io.gfile.GFile(os.path.join(int8_output.uri, spec.REPORT_FILE)) as f:
     report = json.load(f)
   assert report[spec.TFLITE_GZIP_BYTES_PROPERTY] == gzipped
-  assert report["agreement_inputs"] == "split 'eval'"
+  assert report["agreement_inputs"] == "split 'train'"  # the default: never the gate's split
 
 
 def test_the_models_data_roles_travel_on_with_the_converters_own(small_dense_model,
@@ -93,7 +93,7 @@ def test_the_models_data_roles_travel_on_with_the_converters_own(small_dense_mod
   output = run(pruned, str(tmp_path / "out"), digits_examples, quantization="dynamic",
                agreement_examples=50, measure_latency=0)
   uses = roles.decode(output.get_string_custom_property(spec.DATA_ROLES_PROPERTY))
-  assert uses == upstream + [roles.Use("eval", roles.SELECTION, "TFLiteConverter",
+  assert uses == upstream + [roles.Use("train", roles.SELECTION, "TFLiteConverter",
                                        "agreement_split", "passes or fails the conversion on it")]
 
 
@@ -197,7 +197,8 @@ def test_component_checks_numbers_and_splits(arguments, message):
 def test_agreement_sample_is_capped_at_the_split_size(small_dense_model, digits_examples,
                                                       digits_schema, tmp_path):
   output = run(small_dense_model, str(tmp_path), digits_examples, digits_schema,
-               **{spec.QUANTIZATION_KEY: "dynamic", spec.AGREEMENT_EXAMPLES_KEY: 5000})
+               **{spec.QUANTIZATION_KEY: "dynamic", spec.AGREEMENT_EXAMPLES_KEY: 5000,
+                  spec.AGREEMENT_SPLIT_KEY: "eval"})
   assert output.get_int_custom_property(spec.AGREEMENT_EXAMPLES_PROPERTY) == 360  # the eval split
 
 
