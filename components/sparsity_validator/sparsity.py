@@ -254,9 +254,15 @@ def validate(model, targets: SparsityTargets,
     check = _check("deployed_sparsity", deployed, targets.min_sparsity, tol)
     checks.append(check)
     if not check["passed"]:
+      kernel_total = sum(r["total"] for r in kernels)
+      keras_sparsity = sum(r["zeros"] for r in kernels) / kernel_total if kernel_total else 0.0
+      why = (f"zeros were lost after pruning: the Keras kernels hold {keras_sparsity:.3f} "
+             "(non-preserving quantization-aware training or clustering?)"
+             if deployed + tol < keras_sparsity else
+             f"as sparse as the Keras kernels ({keras_sparsity:.3f}): the model itself is "
+             "under target and conversion kept its zeros")
       reasons.append(f"the converted TFLite's kernel sparsity {deployed:.3f} < target "
-                     f"{targets.min_sparsity:.3f} - tolerance {tol:.3f}: zeros were lost "
-                     "after pruning (non-preserving quantization-aware training or clustering?)")
+                     f"{targets.min_sparsity:.3f} - tolerance {tol:.3f}, {why}")
 
   m_by_n = settings_lib.parse_m_by_n(targets.m_by_n) if targets.m_by_n else None
   if m_by_n:
