@@ -216,7 +216,7 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
     targets = {n: (current[n], max(current[n], finals[n])) for n in layers}
     result = pruning.prune(_copy(base), train_ds, None, num_train_examples, trial_config,
                            loss=loss, metrics=metrics, log_dir=log_dir, layer_targets=targets,
-                           strategy=strategy)
+                           strategy=strategy, head=head, metric=metric, teacher=model)
     if regression:  # `accuracy` holds the error metric, `accuracy_drop` its increase
       acc = accuracy(result.model, eval_ds, head, metric)
       drop = acc - dense_accuracy
