@@ -49,6 +49,7 @@ MEANS = {
     "+distillation": {"distillation": 0.5},
     "+batchnorm": {"batchnorm_batches": 32},
     "+lr-schedule": {"learning_rate_schedule": settings.COSINE, "pruning_end": 0.75},
+    "+batchnorm+distillation": {"batchnorm_batches": 32, "distillation": 0.5},
 }
 SEARCH_LEVELS = (0.5, 0.75, 0.85, 0.9, 0.95, 0.97, 0.98)
 
@@ -69,6 +70,8 @@ def recipes(model_name: str) -> Dict[str, tuple]:
          for name, change in MEANS.items()}
   search = search_lib.SearchConfig(levels=SEARCH_LEVELS, max_accuracy_drop=BUDGETS[model_name])
   old["+search"] = (pruning.PruningConfig(allocation=settings.SENSITIVITY, **OLD_DEFAULT), search)
+  old["+search+batchnorm"] = (pruning.PruningConfig(
+      allocation=settings.SENSITIVITY, **{**OLD_DEFAULT, "batchnorm_batches": 32}), search)
   defaults = pruning.PruningConfig()
   old["new-default"] = (defaults, (dataclasses.replace(
       search, levels=tuple(defaults.search_levels)) if defaults.search_levels else None))

@@ -443,8 +443,9 @@ def prune_trainer_settings(config: BonsaiConfig) -> prune_settings.PruneTrainerS
                 **_section_values(config.pruning.collaborative, cls, "collaborative"))
   if config.pruning.search.enabled:
     values.update(_section_values(config.pruning.search, cls, "search"),
-                  search_max_accuracy_drop=search_budget(config),
                   search_accuracy_decision=search_decision(config))
+  # The budget PruneTrainer refuses a collapse past, searching or not.
+  values["search_max_accuracy_drop"] = search_budget(config)
   return cls(label_key=config.data.label_key, train_split=TRAIN_SPLIT,
              eval_split=config.pruning.selection_split, **values)
 

@@ -85,7 +85,7 @@ class PruneTrainerSettings(settings_lib.Settings):
   # Weight of the distance to the dense model (the teacher) in the fine-tune's loss; 0: off.
   distillation: float = setting(0.0, check=settings_lib.fraction())
   # Train batches over which BatchNorm statistics are re-estimated after pruning; 0: off.
-  batchnorm_batches: int = setting(0, check=settings_lib.at_least(0, " (0: off)"))
+  batchnorm_batches: int = setting(32, check=settings_lib.at_least(0, " (0: off)"))
   # Classifier heads: refuse to publish a model whose selection accuracy is confidently more
   # than search_max_accuracy_drop below the dense model's (the paired 95% interval).
   refuse_over_budget: bool = True
