@@ -470,11 +470,12 @@ def compression_evaluator_settings(
 
 
 # YAML section -> the settings of the component it configures.
+# The gate first: PruneTrainer's budget defaults to the gate's.
 _COMPONENT_SETTINGS = {
+    "gate": compression_evaluator_settings,
     "pruning": prune_trainer_settings,
     "sparsity": sparsity_validator_settings,
     "conversion": tflite_converter_settings,
-    "gate": compression_evaluator_settings,
 }
 
 
