@@ -11,7 +11,8 @@ budget, and seconds. Recipes:
   old-default     the settings before issue 21 (uniform 0.9, constant rate, no recovery means)
   +distillation / +batchnorm / +lr-schedule   the old default plus one means
   +search         the old fine-tune, searched from 0.5 with sensitivity allocation
-  new-default     PruneTrainer's defaults now
+  new-default     PruneTrainer's defaults now (a fixed 0.9)
+  new-default+search   the budgeted default: the new fine-tune searched as +search
 
   scripts/env-run python -m bench.recovery [--models compact nested] [--quick]
 """
@@ -49,7 +50,6 @@ MEANS = {
     "+distillation": {"distillation": 0.5},
     "+batchnorm": {"batchnorm_batches": 32},
     "+lr-schedule": {"learning_rate_schedule": settings.COSINE, "pruning_end": 0.75},
-    "+batchnorm+distillation": {"batchnorm_batches": 32, "distillation": 0.5},
 }
 SEARCH_LEVELS = (0.5, 0.75, 0.85, 0.9, 0.95, 0.97, 0.98)
 
@@ -70,11 +70,9 @@ def recipes(model_name: str) -> Dict[str, tuple]:
          for name, change in MEANS.items()}
   search = search_lib.SearchConfig(levels=SEARCH_LEVELS, max_accuracy_drop=BUDGETS[model_name])
   old["+search"] = (pruning.PruningConfig(allocation=settings.SENSITIVITY, **OLD_DEFAULT), search)
-  old["+search+batchnorm"] = (pruning.PruningConfig(
-      allocation=settings.SENSITIVITY, **{**OLD_DEFAULT, "batchnorm_batches": 32}), search)
-  defaults = pruning.PruningConfig()
-  old["new-default"] = (defaults, (dataclasses.replace(
-      search, levels=tuple(defaults.search_levels)) if defaults.search_levels else None))
+  old["new-default"] = (pruning.PruningConfig(), None)
+  # The budgeted default: the new fine-tune, searched from 0.5 with sensitivity allocation.
+  old["new-default+search"] = (pruning.PruningConfig(allocation=settings.SENSITIVITY), search)
   return old
 
 
