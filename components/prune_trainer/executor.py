@@ -187,6 +187,7 @@ class Executor(base_executor.BaseExecutor):
     output.set_float_custom_property(spec.TARGET_SPARSITY_PROPERTY,
                                      config.target_sparsity if level is None else level)
     output.set_int_custom_property(spec.SEARCHED_PROPERTY, int(level is not None))
+    output.set_float_custom_property(spec.PRUNED_SPARSITY_PROPERTY, result.sparsity)
     output.set_int_custom_property(spec.QUANTIZATION_AWARE_PROPERTY,
                                    int(model_io.is_quantization_aware(final_model)))
     output.set_string_custom_property(spec.HEAD_PROPERTY, head)

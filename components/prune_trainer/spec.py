@@ -58,6 +58,7 @@ SPARSITY_PROPERTY = "sparsity"
 # The overall level the pruning aimed at: target_sparsity, or the search's accepted level.
 TARGET_SPARSITY_PROPERTY = "target_sparsity"
 SEARCHED_PROPERTY = "searched"         # 1 when the search chose that level
+PRUNED_SPARSITY_PROPERTY = "pruned_sparsity"   # after pruning, before collaborative stages
 ACCURACY_PROPERTY = "eval_accuracy"
 QUANTIZATION_AWARE_PROPERTY = "quantization_aware"   # 1 when the model carries QAT wrappers
 HEAD_PROPERTY = "head"                 # the resolved head (heads.HEADS)

@@ -63,7 +63,9 @@ class Executor(base_executor.BaseExecutor):
       tflite_artifact = artifact_utils.get_single_instance(input_dict[spec.TFLITE_MODEL_KEY])
       tflite_table = sparsity.tflite_tensor_table(
           model_io.read_tflite(tflite_artifact.uri, spec.TFLITE_MODEL_KEY))
-    report = sparsity.validate(model, targets, table, tflite_table)
+    pruned = (model_artifact.get_float_custom_property(prune_spec.PRUNED_SPARSITY_PROPERTY)
+              if model_artifact.has_custom_property(prune_spec.PRUNED_SPARSITY_PROPERTY) else None)
+    report = sparsity.validate(model, targets, table, tflite_table, pruned)
 
     fileio.makedirs(report_artifact.uri)
     io_utils.write_string_file(

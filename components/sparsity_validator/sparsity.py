@@ -201,13 +201,16 @@ def _check(name: str, measured: float, threshold: float, tolerance: float) -> Di
 
 def validate(model, targets: SparsityTargets,
              table: Optional[List[Dict[str, Any]]] = None,
-             tflite_table: Optional[List[Dict[str, Any]]] = None) -> Report:
+             tflite_table: Optional[List[Dict[str, Any]]] = None,
+             pruned_sparsity: Optional[float] = None) -> Report:
   """Checks `model` against `targets`; a failed check is reported, never raised.
 
   Raises ValueError only when `targets.per_layer` names a layer without a prunable kernel.
   `table` is `tensor_table(model)`, when already computed. With `tflite_table`
   (`tflite_tensor_table` of the model's conversion), the deployed kernels must reach
-  `min_sparsity` too: zeros lost in quantization-aware training or conversion fail here.
+  `min_sparsity` too: zeros lost in quantization-aware training or conversion fail here,
+  said so only when the TFLite holds fewer zeros than the Keras kernels or than
+  `pruned_sparsity` (what pruning reached, before any later stage).
   """
   table = tensor_table(model) if table is None else table
   kernels = [r for r in table if r["kind"] == KERNEL]
@@ -256,11 +259,12 @@ def validate(model, targets: SparsityTargets,
     if not check["passed"]:
       kernel_total = sum(r["total"] for r in kernels)
       keras_sparsity = sum(r["zeros"] for r in kernels) / kernel_total if kernel_total else 0.0
-      why = (f"zeros were lost after pruning: the Keras kernels hold {keras_sparsity:.3f} "
+      reached = max(keras_sparsity, pruned_sparsity or 0.0)
+      why = (f"zeros were lost after pruning: pruning reached {reached:.3f} "
              "(non-preserving quantization-aware training or clustering?)"
-             if deployed + tol < keras_sparsity else
-             f"as sparse as the Keras kernels ({keras_sparsity:.3f}): the model itself is "
-             "under target and conversion kept its zeros")
+             if deployed + tol < reached else
+             f"as sparse as the model was pruned ({reached:.3f}): the model itself is "
+             "under target and its zeros were kept")
       reasons.append(f"the converted TFLite's kernel sparsity {deployed:.3f} < target "
                      f"{targets.min_sparsity:.3f} - tolerance {tol:.3f}, {why}")
 
