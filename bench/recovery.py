@@ -11,10 +11,11 @@ budget, and seconds. Recipes:
   old-default     the settings before issue 21 (uniform 0.9, constant rate, no recovery means)
   +distillation / +batchnorm / +lr-schedule   the old default plus one means
   +search         the old fine-tune, searched from 0.5 with sensitivity allocation
-  new-default     PruneTrainer's defaults now (a fixed 0.9)
-  new-default+search   the budgeted default: the new fine-tune searched as +search
+  +batchnorm+distillation(+search)   both means that helped (and searched as +search)
+PruneTrainer's default fine-tune is +batchnorm.
 
-  scripts/env-run python -m bench.recovery [--models compact nested] [--quick]
+  scripts/env-run python -m bench.recovery [--models compact nested] [--recipes NAME ...]
+      [--train N] [--dense-epochs N] [--prune-epochs N]   (reduced sizes for a quick look)
 """
 import argparse
 import dataclasses
@@ -70,9 +71,11 @@ def recipes(model_name: str) -> Dict[str, tuple]:
          for name, change in MEANS.items()}
   search = search_lib.SearchConfig(levels=SEARCH_LEVELS, max_accuracy_drop=BUDGETS[model_name])
   old["+search"] = (pruning.PruningConfig(allocation=settings.SENSITIVITY, **OLD_DEFAULT), search)
-  old["new-default"] = (pruning.PruningConfig(), None)
-  # The budgeted default: the new fine-tune, searched from 0.5 with sensitivity allocation.
-  old["new-default+search"] = (pruning.PruningConfig(allocation=settings.SENSITIVITY), search)
+  # The recipe for MobileNet-class models: both means that helped, searched as +search.
+  both = {**OLD_DEFAULT, "batchnorm_batches": 32, "distillation": 0.5}
+  old["+batchnorm+distillation"] = (pruning.PruningConfig(**both), None)
+  old["+batchnorm+distillation+search"] = (
+      pruning.PruningConfig(allocation=settings.SENSITIVITY, **both), search)
   return old
 
 

@@ -83,7 +83,7 @@ class PruneTrainerSettings(settings_lib.Settings):
   # for the rest); 1: the last step.
   pruning_end: float = setting(1.0, check=settings_lib.fraction(low_open=True))
   # Weight of the distance to the dense model (the teacher) in the fine-tune's loss; 0: off.
-  distillation: float = setting(0.5, check=settings_lib.fraction())
+  distillation: float = setting(0.0, check=settings_lib.fraction())
   # Train batches over which BatchNorm statistics are re-estimated after pruning; 0: off.
   batchnorm_batches: int = setting(32, check=settings_lib.at_least(0, " (0: off)"))
   # Classifier heads: refuse to publish a model whose selection accuracy is confidently more

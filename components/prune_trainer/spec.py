@@ -4,6 +4,7 @@ from tfx.types import component_spec
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
+from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.common import params
 from tfx_bonsai.components.prune_trainer import settings
 
@@ -55,10 +56,9 @@ HEAD_KEY = "head"
 METRIC_KEY = "metric"
 # Output artifact properties
 SPARSITY_PROPERTY = "sparsity"
-# The overall level the pruning aimed at: target_sparsity, or the search's accepted level.
-TARGET_SPARSITY_PROPERTY = "target_sparsity"
-SEARCHED_PROPERTY = "searched"         # 1 when the search chose that level
-PRUNED_SPARSITY_PROPERTY = "pruned_sparsity"   # after pruning, before collaborative stages
+TARGET_SPARSITY_PROPERTY = model_io.TARGET_SPARSITY_PROPERTY
+SEARCHED_PROPERTY = model_io.SEARCHED_PROPERTY
+PRUNED_SPARSITY_PROPERTY = model_io.PRUNED_SPARSITY_PROPERTY
 ACCURACY_PROPERTY = "eval_accuracy"
 QUANTIZATION_AWARE_PROPERTY = "quantization_aware"   # 1 when the model carries QAT wrappers
 HEAD_PROPERTY = "head"                 # the resolved head (heads.HEADS)

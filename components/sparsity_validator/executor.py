@@ -13,7 +13,6 @@ from tfx.utils import io_utils
 
 from tfx_bonsai.components.common import blessing as blessing_lib
 from tfx_bonsai.components.common import model_io
-from tfx_bonsai.components.prune_trainer import spec as prune_spec
 from tfx_bonsai.components.sparsity_validator import report as report_lib
 from tfx_bonsai.components.sparsity_validator import settings
 from tfx_bonsai.components.sparsity_validator import sparsity
@@ -37,11 +36,11 @@ def targets_from_properties(exec_properties: Dict[str, Any],
 
 def searched_level(model_artifact: types.Artifact) -> Optional[float]:
   """The level PruneTrainer's search chose for this model, or None (not searched)."""
-  if not (model_artifact.has_custom_property(prune_spec.SEARCHED_PROPERTY)
-          and model_artifact.get_int_custom_property(prune_spec.SEARCHED_PROPERTY)
-          and model_artifact.has_custom_property(prune_spec.TARGET_SPARSITY_PROPERTY)):
+  if not (model_artifact.has_custom_property(model_io.SEARCHED_PROPERTY)
+          and model_artifact.get_int_custom_property(model_io.SEARCHED_PROPERTY)
+          and model_artifact.has_custom_property(model_io.TARGET_SPARSITY_PROPERTY)):
     return None
-  return model_artifact.get_float_custom_property(prune_spec.TARGET_SPARSITY_PROPERTY)
+  return model_artifact.get_float_custom_property(model_io.TARGET_SPARSITY_PROPERTY)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -63,8 +62,8 @@ class Executor(base_executor.BaseExecutor):
       tflite_artifact = artifact_utils.get_single_instance(input_dict[spec.TFLITE_MODEL_KEY])
       tflite_table = sparsity.tflite_tensor_table(
           model_io.read_tflite(tflite_artifact.uri, spec.TFLITE_MODEL_KEY))
-    pruned = (model_artifact.get_float_custom_property(prune_spec.PRUNED_SPARSITY_PROPERTY)
-              if model_artifact.has_custom_property(prune_spec.PRUNED_SPARSITY_PROPERTY) else None)
+    pruned = (model_artifact.get_float_custom_property(model_io.PRUNED_SPARSITY_PROPERTY)
+              if model_artifact.has_custom_property(model_io.PRUNED_SPARSITY_PROPERTY) else None)
     report = sparsity.validate(model, targets, table, tflite_table, pruned)
 
     fileio.makedirs(report_artifact.uri)

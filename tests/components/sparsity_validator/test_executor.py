@@ -189,11 +189,10 @@ def test_a_tflite_as_sparse_as_its_model_is_not_said_to_have_lost_zeros(pruned_m
 
 
 def _searched(artifact, level, searched=1):
-  from tfx_bonsai.components.prune_trainer import spec as prune_spec
   copy = standard_artifacts.Model()
   copy.uri, copy.id = artifact.uri, artifact.id
-  copy.set_float_custom_property(prune_spec.TARGET_SPARSITY_PROPERTY, level)
-  copy.set_int_custom_property(prune_spec.SEARCHED_PROPERTY, searched)
+  copy.set_float_custom_property(model_io.TARGET_SPARSITY_PROPERTY, level)
+  copy.set_int_custom_property(model_io.SEARCHED_PROPERTY, searched)
   return copy
 
 
