@@ -18,12 +18,14 @@ from bench import compression
 from bench import install
 from bench import latency
 from bench import overhead
+from bench import recovery
 from bench import throughput
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
 # Each module's run(seeds) prints its table and returns its rows.
 BENCHMARKS = {"compression": compression, "latency": latency, "throughput": throughput,
-              "overhead": overhead, "allocation": allocation, "install": install}
+              "overhead": overhead, "allocation": allocation, "install": install,
+              "recovery": recovery}
 
 
 def parse_args(argv):

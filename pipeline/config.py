@@ -20,6 +20,7 @@ from tfx_bonsai.components.compression_evaluator import settings as evaluator_se
 from tfx_bonsai.components.prune_trainer import settings as prune_settings
 from tfx_bonsai.components.sparsity_validator import settings as sparsity_settings
 from tfx_bonsai.components.tflite_converter import settings as converter_settings
+from tfx_bonsai.pipeline import models
 
 
 class ConfigError(ValueError):
@@ -30,7 +31,7 @@ class ConfigError(ValueError):
 class DataConfig:
   path: str = ""                      # ExampleGen input_base
   format: str = "tfrecord"            # tfrecord | csv
-  embedded: str = ""                  # "" | "digits": export the embedded set to `path` first
+  embedded: str = ""                  # "" | models.EMBEDDED: export the embedded set to `path` first
   label_key: str = "label"
   schema: str = ""                    # a schema.pbtxt: ImportSchemaGen instead of
                                       # StatisticsGen + SchemaGen ("": infer it each run)
@@ -268,8 +269,9 @@ def validate(config: BonsaiConfig) -> BonsaiConfig:
     raise ConfigError("data.path: must be set (the directory ExampleGen reads)")
   if config.data.format not in ("tfrecord", "csv"):
     raise ConfigError(f"data.format: must be one of ['tfrecord', 'csv'], got '{config.data.format}'")
-  if config.data.embedded not in ("", "digits"):
-    raise ConfigError(f"data.embedded: must be one of ['', 'digits'], got '{config.data.embedded}'")
+  problem = models.embedded_problem(config.data.embedded)
+  if problem:
+    raise ConfigError(f"data.embedded: {problem}")
   if not config.data.embedded and "://" not in config.data.path and not os.path.isdir(config.data.path):
     raise ConfigError(f"data.path: '{config.data.path}' is not a directory")
   if not config.data.label_key:
@@ -488,8 +490,9 @@ def prune_trainer_settings(config: BonsaiConfig) -> prune_settings.PruneTrainerS
                 **_section_values(config.pruning.collaborative, cls, "collaborative"))
   if config.pruning.search.enabled:
     values.update(_section_values(config.pruning.search, cls, "search"),
-                  search_max_accuracy_drop=search_budget(config),
                   search_accuracy_decision=search_decision(config))
+  # The budget PruneTrainer refuses a collapse past, searching or not.
+  values["search_max_accuracy_drop"] = search_budget(config)
   return cls(label_key=config.data.label_key, train_split=TRAIN_SPLIT,
              eval_split=config.pruning.selection_split, **values)
 
@@ -514,11 +517,12 @@ def compression_evaluator_settings(
 
 
 # YAML section -> the settings of the component it configures.
+# The gate first: PruneTrainer's budget defaults to the gate's.
 _COMPONENT_SETTINGS = {
+    "gate": compression_evaluator_settings,
     "pruning": prune_trainer_settings,
     "sparsity": sparsity_validator_settings,
     "conversion": tflite_converter_settings,
-    "gate": compression_evaluator_settings,
 }
 
 

@@ -13,6 +13,12 @@ import tensorflow as tf
 from tfx.utils import path_utils
 
 TFLITE_FILE_NAME = "tflite"
+# Model artifact properties PruneTrainer writes and SparsityValidator reads: the overall level
+# the pruning aimed at (target_sparsity, or the search's accepted level), whether the search
+# chose it, and the sparsity right after pruning (before any collaborative stage).
+TARGET_SPARSITY_PROPERTY = "target_sparsity"
+SEARCHED_PROPERTY = "searched"
+PRUNED_SPARSITY_PROPERTY = "pruned_sparsity"
 # Set to 1 to load models whose Lambda layers carry Python code (only from sources you trust).
 UNSAFE_ENV = "BONSAI_ALLOW_UNSAFE_DESERIALIZATION"
 _CODE_LAYERS = ("Lambda",)

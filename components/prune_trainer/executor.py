@@ -17,6 +17,7 @@ from tfx_bonsai.components.common import examples as examples_lib
 from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.common import roles
+from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.prune_trainer import collaborative
 from tfx_bonsai.components.prune_trainer import pruning
 from tfx_bonsai.components.prune_trainer import search
@@ -47,6 +48,33 @@ def check_labels_fit(model, examples, split: str, schema, label_key: str,
         f"model '{model.name}' outputs {classes} classes but label '{label_key}' has values "
         f"{int(labels.min())}..{int(labels.max())} in split '{split}'; labels must be in "
         f"[0, {classes - 1}]")
+
+
+def check_within_budget(counts: stats.PairedCounts, budget: float, split: str) -> None:
+  """Raises PruningError when the pruned model's selection accuracy is confidently (the
+  paired 95% interval, as the gate's) more than `budget` below the dense model's."""
+  comparison = stats.compare(counts, budget)
+  if comparison.position != stats.OVER:
+    return
+  raise pruning.PruningError(
+      f"pruning collapsed the selection accuracy past the budget: accuracy on split '{split}' "
+      f"{counts.baseline_accuracy:.4f} dense, {counts.candidate_accuracy:.4f} pruned (drop "
+      f"{comparison.drop:.4f}, 95% interval {comparison.low:.4f}..{comparison.high:.4f}, over "
+      f"the budget {budget:.4f} of search_max_accuracy_drop); the pruned model is not "
+      "published. Lower target_sparsity or turn on the search (search_levels), or set "
+      "refuse_over_budget false to publish it anyway")
+
+
+def no_level_message(found, metric: str) -> str:
+  """'no level within budget', with every trial's level, sparsity and metric."""
+  frontier = "; ".join(f"level {t.level:g}: sparsity {t.sparsity:.3f}, {metric} {t.accuracy:.4f} "
+                       f"(drop {t.accuracy_drop:+.4f})" for t in sorted(found.trials,
+                                                                         key=lambda t: t.level))
+  return (f"no level within budget: the search tried {len(found.trials)} levels against the "
+          f"dense {metric} {found.dense_accuracy:.4f} (budget {found.max_accuracy_drop:.4f}, "
+          f"{found.accuracy_decision}) and none held; measured frontier: {frontier}. Raise "
+          "search_max_accuracy_drop, fine-tune longer (search_epochs_per_trial), or set "
+          "refuse_over_budget false to publish the least sparse trial")
 
 
 class Executor(base_executor.BaseExecutor):
@@ -92,17 +120,23 @@ class Executor(base_executor.BaseExecutor):
                                        train_split, eval_split, config.batch_size)
     search_report = None
     strategy = pruning.make_strategy(config.distribution)
+    guarded = config.refuse_over_budget and head != heads.REGRESSION
+    dense_correct = search.correct(model, eval_ds, head) if guarded else None
     if search_config is not None:
       found = search.search(model, train_ds, eval_ds, num_train, config, search_config,
                             loss=loss, log_dir=model_run.uri, head=head, metric=metric,
                             metrics=heads.keras_metrics(head, metric), strategy=strategy)
       result, search_report = found.result, found.report()
       sensitivity = search_report["sensitivity"]
+      if config.refuse_over_budget and not found.within_budget:
+        raise pruning.PruningError(no_level_message(found, metric))
+      level = max(t.level for t in found.trials if t.accepted) if found.within_budget else None
     else:
       result = pruning.prune(model, train_ds, eval_ds, num_train, config, loss=loss,
                              metrics=heads.keras_metrics(head, metric), log_dir=model_run.uri,
                              strategy=strategy, head=head, metric=metric)
       sensitivity = result.sensitivity.report() if result.sensitivity else None
+      level = None
 
     accuracy = (result.history.get(f"val_{metric}") or [None])[-1]
     final_model, final_sparsity, stages = result.model, result.sparsity, None
@@ -114,6 +148,11 @@ class Executor(base_executor.BaseExecutor):
       final_sparsity = optimized.stages[-1].sparsity
       if optimized.stages[-1].accuracy is not None:
         accuracy = optimized.stages[-1].accuracy
+
+    if guarded:
+      check_within_budget(search.paired_counts(dense_correct,
+                                               search.correct(final_model, eval_ds, head)),
+                          config.search_max_accuracy_drop, eval_split)
 
     if (model_io.has_keras_metadata(model_artifact.uri)
         and not input_dict.get(spec.TRANSFORM_GRAPH_KEY)):
@@ -146,6 +185,10 @@ class Executor(base_executor.BaseExecutor):
     io_utils.write_string_file(os.path.join(output.uri, REPORT_FILE),
                                json.dumps(report, indent=2, sort_keys=True))
     output.set_float_custom_property(spec.SPARSITY_PROPERTY, final_sparsity)
+    output.set_float_custom_property(spec.TARGET_SPARSITY_PROPERTY,
+                                     config.target_sparsity if level is None else level)
+    output.set_int_custom_property(spec.SEARCHED_PROPERTY, int(level is not None))
+    output.set_float_custom_property(spec.PRUNED_SPARSITY_PROPERTY, result.sparsity)
     output.set_int_custom_property(spec.QUANTIZATION_AWARE_PROPERTY,
                                    int(model_io.is_quantization_aware(final_model)))
     output.set_string_custom_property(spec.HEAD_PROPERTY, head)

@@ -51,6 +51,8 @@ def plan_schedule(config: PruningConfig, num_examples: int) -> Schedule:
   steps_per_epoch = -(-num_examples // config.batch_size)
   total = steps_per_epoch * config.epochs
   last = total - 1  # TFMOT counts steps from 0
+  if config.pruning_end < 1.0:  # the mask is fixed for the fine-tune's last steps
+    last = max(config.begin_step + 1, min(last, int(round(total * config.pruning_end)) - 1))
   if config.begin_step >= last:
     raise PruningError(
         f"begin_step must be < {last} (the fine-tune has {total} steps: {steps_per_epoch} steps "
@@ -280,6 +282,92 @@ def kernel_sparsity(model, layer_names: Optional[Sequence[str]] = None) -> float
   return zeros / total if total else 0.0
 
 
+def recalibrate_batchnorm(model, dataset: tf.data.Dataset, batches: int) -> int:
+  """Re-estimates every BatchNormalization's moving statistics of `model` as the plain average
+  over `batches` batches of `dataset` (forward passes in training mode; no weight changes).
+
+  Returns the number of batches used (0 when the model has no BatchNormalization).
+  """
+  norms = [l for l in leaf_layers(model)
+           if isinstance(l, tf.keras.layers.BatchNormalization) and l.trainable]
+  if not norms or batches < 1:
+    return 0
+  momenta = [l.momentum for l in norms]
+  used = 0
+  try:
+    for used, batch in enumerate(dataset.take(batches)):
+      for layer in norms:   # momentum k/(k+1): the moving value is the mean of k+1 batches
+        layer.momentum = used / (used + 1)
+      model(batch[0], training=True)
+    used += 1
+  finally:
+    for layer, momentum in zip(norms, momenta):
+      layer.momentum = momentum
+  log.info("BatchNorm statistics of %d layers re-estimated over %d train batches", len(norms),
+           used)
+  return used
+
+
+def _class_log_probs(head: str, outputs, temperature: float):
+  """Log-probabilities over the classes of a classifier head's `outputs`, softened."""
+  if head == heads.MULTICLASS:
+    logits = tf.math.log(tf.clip_by_value(outputs, 1e-7, 1.0))
+  elif head == heads.MULTICLASS_LOGITS:
+    logits = outputs
+  elif head == heads.BINARY:
+    p = tf.clip_by_value(outputs, 1e-7, 1.0 - 1e-7)
+    logits = tf.concat([tf.math.log(1.0 - p), tf.math.log(p)], axis=-1)
+  else:  # binary_logits: class 1 when > 0
+    logits = tf.concat([tf.zeros_like(outputs), outputs], axis=-1)
+  return tf.nn.log_softmax(tf.cast(logits, tf.float32) / temperature, axis=-1)
+
+
+def distillation_loss(head: str, teacher_outputs, student_outputs,
+                      temperature: float = settings.DISTILLATION_TEMPERATURE):
+  """KL(teacher || student) of the outputs softened by `temperature`, times its square
+  (Hinton et al. 2015); MSE to the teacher's outputs for a regression head."""
+  if head == heads.REGRESSION:
+    return tf.reduce_mean(tf.square(tf.cast(student_outputs, tf.float32)
+                                    - tf.cast(teacher_outputs, tf.float32)))
+  teacher = _class_log_probs(head, teacher_outputs, temperature)
+  student = _class_log_probs(head, student_outputs, temperature)
+  kl = tf.reduce_sum(tf.exp(teacher) * (teacher - student), axis=-1)
+  return temperature ** 2 * tf.reduce_mean(kl)
+
+
+class Distiller(tf.keras.Model):
+  """Fits `student` (with its pruning wrappers) to (1 - weight) x its compiled loss +
+  weight x `distillation_loss` to the frozen `teacher`; evaluates and predicts as `student`."""
+
+  def __init__(self, student, teacher, head: str, weight: float):
+    super().__init__(name=f"{student.name}_distilled")
+    self.student, self.teacher = student, teacher
+    self._head, self._weight = head, weight
+
+  def call(self, inputs, training=None):
+    return self.student(inputs, training=training)
+
+  def train_step(self, data):
+    x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
+    target = tf.stop_gradient(self.teacher(x, training=False))
+    with tf.GradientTape() as tape:
+      output = self.student(x, training=True)
+      hard = self.compiled_loss(y, output, sample_weight,
+                                regularization_losses=self.student.losses)
+      loss = ((1.0 - self._weight) * hard
+              + self._weight * distillation_loss(self._head, target, output))
+    variables = self.student.trainable_variables
+    self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    self.compiled_metrics.update_state(y, output, sample_weight)
+    return {m.name: m.result() for m in self.metrics}
+
+
+def _copy(model):
+  clone = tf.keras.models.clone_model(model)
+  clone.set_weights(model.get_weights())
+  return clone
+
+
 class _EpochLog(tf.keras.callbacks.Callback):
   """Logs each epoch's loss, metrics and the sparsity reached so far."""
 
@@ -331,7 +419,7 @@ def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
           layer_targets: Optional[LayerTargets] = None,
           strategy: Optional[tf.distribute.Strategy] = None,
           sensitivity: Optional[sensitivity_lib.Sensitivity] = None,
-          head: str = heads.MULTICLASS, metric: str = "") -> PruneResult:
+          head: str = heads.MULTICLASS, metric: str = "", teacher=None) -> PruneResult:
   """Fine-tunes `model` with magnitude pruning and returns the stripped model.
 
   `train_ds` yields batches of (inputs, label) of `config.batch_size`; it is repeated here.
@@ -342,6 +430,8 @@ def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
   selection split; `head` and `metric` score the recorded metric drops).
   Under `strategy` (e.g. MirroredStrategy) the model is cloned, wrapped and compiled in its
   scope, so every variable is a distributed one; `train_ds` batches are global batches.
+  With `config.distillation` > 0 the fine-tune also follows `teacher` (default: a copy of
+  `model` as given); `config.batchnorm_batches` re-estimates BatchNorm statistics afterwards.
   """
   config.validate()
   schedule = plan_schedule(config, num_train_examples)
@@ -372,21 +462,35 @@ def prune(model, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset],
       replica = tf.keras.models.clone_model(model)
       replica.set_weights(model.get_weights())
       model = replica
+    distilling = config.distillation > 0 and len(model.outputs) == 1
+    if distilling:
+      teacher = _copy(model if teacher is None else teacher)
     pruned = wrap(model, config, schedule, layer_targets)
-    pruned.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss=loss,
-                   metrics=list(metrics))
+    rate = config.learning_rate
+    if config.learning_rate_schedule == settings.COSINE:
+      rate = tf.keras.optimizers.schedules.CosineDecay(rate, schedule.total_steps,
+                                                       alpha=settings.COSINE_FLOOR)
+    fitted = Distiller(pruned, teacher, head, config.distillation) if distilling else pruned
+    fitted.compile(optimizer=tf.keras.optimizers.Adam(rate), loss=loss, metrics=list(metrics))
+  if config.distillation > 0 and not distilling:
+    log.warning("distillation is off: model '%s' has %d outputs (it needs one)", model.name,
+                len(model.outputs))
   callbacks = [tfmot.sparsity.keras.UpdatePruningStep(), _EpochLog(config.epochs),
                progress.KerasBar(f"prune to {config.target_sparsity:g}",
                                  lambda m: {"sparsity": f"{current_sparsity(m):.3f}"})]
   if log_dir:
     callbacks.append(tfmot.sparsity.keras.PruningSummaries(log_dir=log_dir))
-  log.info("pruning %d layers %s to %.1f%% (%s, steps %d..%d every %d, %d steps in all)",
-           len(pruned_layers), pruned_layers, 100 * config.target_sparsity, config.schedule,
-           schedule.begin_step, schedule.end_step, schedule.frequency, schedule.total_steps)
-  history = pruned.fit(train_ds.repeat(), epochs=config.epochs,
+  log.info("pruning %d layers %s to %.1f%% (%s, steps %d..%d every %d, %d steps in all; "
+           "learning rate %s%s)", len(pruned_layers), pruned_layers, 100 * config.target_sparsity,
+           config.schedule, schedule.begin_step, schedule.end_step, schedule.frequency,
+           schedule.total_steps, config.learning_rate_schedule,
+           f", distilled at weight {config.distillation:g}" if distilling else "")
+  history = fitted.fit(train_ds.repeat(), epochs=config.epochs,
                        steps_per_epoch=schedule.steps_per_epoch, validation_data=eval_ds,
                        validation_steps=eval_steps, callbacks=callbacks, verbose=0)
   stripped = tfmot.sparsity.keras.strip_pruning(pruned)
+  if config.batchnorm_batches:
+    recalibrate_batchnorm(stripped, train_ds, config.batchnorm_batches)
   stripped.compile(loss=loss, metrics=list(metrics))
   sparsity = kernel_sparsity(stripped, pruned_layers)
   log.info("pruned: sparsity %.4f over %s (target %.4f)", sparsity, pruned_layers,

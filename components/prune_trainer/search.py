@@ -235,7 +235,7 @@ def search(model, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset, num_train
     targets = {n: (current[n], max(current[n], finals[n])) for n in layers}
     result = pruning.prune(_copy(base), train_ds, None, num_train_examples, trial_config,
                            loss=loss, metrics=metrics, log_dir=log_dir, layer_targets=targets,
-                           strategy=strategy)
+                           strategy=strategy, head=head, metric=metric, teacher=model)
     if regression:  # `accuracy` holds the error metric, `accuracy_drop` its increase
       paired = paired_errors(heads.metric_for(head, metric), dense_outcomes,
                              residuals(result.model, eval_ds))

@@ -18,6 +18,12 @@ SCHEDULES = ("polynomial", "constant")
 UNIFORM, GLOBAL_MAGNITUDE, SENSITIVITY = "uniform", "global_magnitude", "sensitivity"
 ALLOCATIONS = ("", UNIFORM, GLOBAL_MAGNITUDE, SENSITIVITY)
 POLICIES = ("", "xnnpack")
+# The fine-tune's learning rate: constant, or cosine decay over its steps to COSINE_FLOOR x.
+CONSTANT, COSINE = "constant", "cosine"
+LEARNING_RATE_SCHEDULES = (CONSTANT, COSINE)
+COSINE_FLOOR = 0.05
+# Softening of the teacher's and student's outputs in the distillation loss (Hinton et al.).
+DISTILLATION_TEMPERATURE = 2.0
 DISTRIBUTIONS = ("", "mirrored")  # "": one device; "mirrored": tf.distribute.MirroredStrategy
 MAX_CLUSTERS = 256  # an 8-bit weight cannot hold more distinct values
 DEFAULT_SEARCH_LEVELS = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.997, 0.998)
@@ -72,6 +78,17 @@ class PruneTrainerSettings(settings_lib.Settings):
                            f"must be >= 1, or 0 to choose it, got {v}")
   batch_size: int = setting(32, check=settings_lib.at_least(1))
   learning_rate: float = setting(1e-3, check=settings_lib.greater_than(0))
+  learning_rate_schedule: str = setting(CONSTANT, check=settings_lib.one_of(LEARNING_RATE_SCHEDULES))
+  # Fraction of the fine-tune's steps by which pruning reaches its target (the mask is fixed
+  # for the rest); 1: the last step.
+  pruning_end: float = setting(1.0, check=settings_lib.fraction(low_open=True))
+  # Weight of the distance to the dense model (the teacher) in the fine-tune's loss; 0: off.
+  distillation: float = setting(0.0, check=settings_lib.fraction())
+  # Train batches over which BatchNorm statistics are re-estimated after pruning; 0: off.
+  batchnorm_batches: int = setting(32, check=settings_lib.at_least(0, " (0: off)"))
+  # Classifier heads: refuse to publish a model whose selection accuracy is confidently more
+  # than search_max_accuracy_drop below the dense model's (the paired 95% interval).
+  refuse_over_budget: bool = True
   # regexes on layer names; empty: every prunable layer
   include_layers: List[str] = setting(default_factory=list, check=_regexes, runtime=False)
   exclude_layers: List[str] = setting(default_factory=list, check=_regexes, runtime=False)

@@ -4,6 +4,7 @@ from tfx.types import component_spec
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
+from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.common import params
 from tfx_bonsai.components.common import roles
 from tfx_bonsai.components.prune_trainer import settings
@@ -29,6 +30,11 @@ END_STEP_KEY = "end_step"
 FREQUENCY_KEY = "frequency"
 BATCH_SIZE_KEY = "batch_size"
 LEARNING_RATE_KEY = "learning_rate"
+LEARNING_RATE_SCHEDULE_KEY = "learning_rate_schedule"
+PRUNING_END_KEY = "pruning_end"
+DISTILLATION_KEY = "distillation"
+BATCHNORM_BATCHES_KEY = "batchnorm_batches"
+REFUSE_OVER_BUDGET_KEY = "refuse_over_budget"
 INCLUDE_LAYERS_KEY = "include_layers"
 EXCLUDE_LAYERS_KEY = "exclude_layers"
 SPARSITY_M_BY_N_KEY = "sparsity_m_by_n"
@@ -51,6 +57,9 @@ HEAD_KEY = "head"
 METRIC_KEY = "metric"
 # Output artifact properties
 SPARSITY_PROPERTY = "sparsity"
+TARGET_SPARSITY_PROPERTY = model_io.TARGET_SPARSITY_PROPERTY
+SEARCHED_PROPERTY = model_io.SEARCHED_PROPERTY
+PRUNED_SPARSITY_PROPERTY = model_io.PRUNED_SPARSITY_PROPERTY
 ACCURACY_PROPERTY = "eval_accuracy"
 QUANTIZATION_AWARE_PROPERTY = "quantization_aware"   # 1 when the model carries QAT wrappers
 HEAD_PROPERTY = "head"                 # the resolved head (heads.HEADS)

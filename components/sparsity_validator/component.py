@@ -30,7 +30,8 @@ class SparsityValidator(base_component.BaseComponent):
                per_layer_min_sparsity: Optional[Mapping[str, float]] = None,
                tolerance: float = _DEFAULTS.tolerance,
                include_all_tensors: bool = _DEFAULTS.include_all_tensors,
-               sparsity_m_by_n: str = _DEFAULTS.sparsity_m_by_n):
+               sparsity_m_by_n: str = _DEFAULTS.sparsity_m_by_n,
+               follow_pruning: bool = _DEFAULTS.follow_pruning):
     """Args:
       model: a Model channel (Trainer's or PruneTrainer's output).
       tflite_model: optional, TFLiteConverter's `tflite_model` from `model`: its weight
@@ -41,6 +42,8 @@ class SparsityValidator(base_component.BaseComponent):
       include_all_tensors: count biases and BatchNorm tensors in the global figure.
       sparsity_m_by_n: "" or "M:N" (as PruneTrainer/TFMOT): at least M zeros in every N
         consecutive kernel weights along the input channels.
+      follow_pruning: when PruneTrainer's search chose the level, require that level
+        instead of a higher `min_sparsity`.
     The parameters are the fields of `settings.SparsityValidatorSettings` (types,
     defaults, rules); scalar ones may be `tfx.dsl.experimental.RuntimeParameter`s
     (booleans of ptype int), checked when the run starts.

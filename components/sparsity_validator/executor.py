@@ -1,7 +1,8 @@
 """SparsityValidator's executor: loads the model, calls `sparsity`, writes report and blessing."""
+import dataclasses
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from absl import logging
 from tfx import types
@@ -18,10 +19,28 @@ from tfx_bonsai.components.sparsity_validator import sparsity
 from tfx_bonsai.components.sparsity_validator import spec
 
 
-def targets_from_properties(exec_properties: Dict[str, Any]) -> sparsity.SparsityTargets:
-  """The validated targets (a RuntimeParameter's resolved value is checked here)."""
-  return sparsity.SparsityTargets.from_settings(
-      settings.SparsityValidatorSettings.from_exec_properties(exec_properties))
+def targets_from_properties(exec_properties: Dict[str, Any],
+                            model_artifact: Optional[types.Artifact] = None
+                            ) -> sparsity.SparsityTargets:
+  """The validated targets (a RuntimeParameter's resolved value is checked here); with
+  follow_pruning, a level PruneTrainer's search chose below min_sparsity replaces it."""
+  chosen = settings.SparsityValidatorSettings.from_exec_properties(exec_properties)
+  targets = sparsity.SparsityTargets.from_settings(chosen)
+  searched = searched_level(model_artifact) if model_artifact is not None else None
+  if chosen.follow_pruning and searched is not None and searched < targets.min_sparsity:
+    logging.info("SparsityValidator: PruneTrainer's search chose level %.4f; it replaces "
+                 "min_sparsity %.4f (follow_pruning)", searched, targets.min_sparsity)
+    targets = dataclasses.replace(targets, min_sparsity=searched)
+  return targets
+
+
+def searched_level(model_artifact: types.Artifact) -> Optional[float]:
+  """The level PruneTrainer's search chose for this model, or None (not searched)."""
+  if not (model_artifact.has_custom_property(model_io.SEARCHED_PROPERTY)
+          and model_artifact.get_int_custom_property(model_io.SEARCHED_PROPERTY)
+          and model_artifact.has_custom_property(model_io.TARGET_SPARSITY_PROPERTY)):
+    return None
+  return model_artifact.get_float_custom_property(model_io.TARGET_SPARSITY_PROPERTY)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -31,8 +50,8 @@ class Executor(base_executor.BaseExecutor):
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
-    targets = targets_from_properties(exec_properties)
     model_artifact = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
+    targets = targets_from_properties(exec_properties, model_artifact)
     report_artifact = artifact_utils.get_single_instance(output_dict[spec.REPORT_KEY])
     blessing = artifact_utils.get_single_instance(output_dict[spec.BLESSING_KEY])
 
@@ -43,7 +62,9 @@ class Executor(base_executor.BaseExecutor):
       tflite_artifact = artifact_utils.get_single_instance(input_dict[spec.TFLITE_MODEL_KEY])
       tflite_table = sparsity.tflite_tensor_table(
           model_io.read_tflite(tflite_artifact.uri, spec.TFLITE_MODEL_KEY))
-    report = sparsity.validate(model, targets, table, tflite_table)
+    pruned = (model_artifact.get_float_custom_property(model_io.PRUNED_SPARSITY_PROPERTY)
+              if model_artifact.has_custom_property(model_io.PRUNED_SPARSITY_PROPERTY) else None)
+    report = sparsity.validate(model, targets, table, tflite_table, pruned)
 
     fileio.makedirs(report_artifact.uri)
     io_utils.write_string_file(

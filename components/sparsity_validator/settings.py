@@ -34,6 +34,8 @@ class SparsityValidatorSettings(settings_lib.Settings):
     weights along the input-channel axis hold at least M zeros. Checked on the layers of
     `per_layer_min_sparsity`, or on every prunable kernel when that is empty. The pipeline
     passes PruneTrainer's `pruning.sparsity_m_by_n`.
+  follow_pruning: when PruneTrainer's search chose the model's level, the global minimum is
+    that level (PruneTrainer's `target_sparsity` property) wherever it is below min_sparsity.
   """
   min_sparsity: float = setting(0.85, check=_fraction)
   per_layer_min_sparsity: Dict[str, float] = setting(default_factory=dict, check=_per_layer,
@@ -41,3 +43,4 @@ class SparsityValidatorSettings(settings_lib.Settings):
   tolerance: float = setting(0.01, check=_fraction)
   include_all_tensors: bool = False
   sparsity_m_by_n: str = setting("", check=settings_lib.m_by_n, config=settings_lib.NOT_IN_CONFIG)
+  follow_pruning: bool = True

@@ -20,6 +20,7 @@ PER_LAYER_MIN_SPARSITY_KEY = "per_layer_min_sparsity"
 TOLERANCE_KEY = "tolerance"
 INCLUDE_ALL_TENSORS_KEY = "include_all_tensors"
 SPARSITY_M_BY_N_KEY = "sparsity_m_by_n"
+FOLLOW_PRUNING_KEY = "follow_pruning"
 # Blessing custom property
 GLOBAL_SPARSITY_PROPERTY = "global_sparsity"
 DEPLOYED_SPARSITY_PROPERTY = "deployed_sparsity"

@@ -8,6 +8,7 @@ from typing import Any, Dict
 from absl import logging
 from tfx import v1 as tfx
 
+from tfx_bonsai.pipeline import models
 from tfx_bonsai.pipeline import summary as summary_lib
 from tfx_bonsai.pipeline.config import BonsaiConfig
 from tfx_bonsai.pipeline.pipeline import create_pipeline
@@ -51,10 +52,9 @@ def metadata_config(config: BonsaiConfig):
 
 
 def prepare_data(config: BonsaiConfig) -> None:
-  if config.data.embedded == "digits":
-    from tfx_bonsai.pipeline.models import digits  # pylint: disable=g-import-not-at-top
-    path = digits.export_tfrecord(config.data.path)
-    logging.info("embedded digits data at %s", path)
+  if config.data.embedded:
+    path = models.export_embedded(config.data.embedded, config.data.path)
+    logging.info("embedded %s data at %s", config.data.embedded, path)
 
 
 def run(config: BonsaiConfig) -> Dict[str, Any]:

@@ -12,6 +12,7 @@ from bench import compression
 from bench import install
 from bench import latency as latency_bench
 from bench import overhead
+from bench import recovery
 from bench import throughput
 from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.compression_evaluator import spec as evaluator_spec
@@ -177,8 +178,8 @@ def test_bench_selects_benchmarks_in_order(argv, names, seeds):
 
 
 def test_bench_runs_every_module_by_default():
-  assert {"compression", "latency", "throughput", "overhead", "install", "allocation"} <= set(
-      bench_main.BENCHMARKS)
+  assert {"compression", "latency", "throughput", "overhead", "install", "allocation",
+          "recovery"} <= set(bench_main.BENCHMARKS)
 
 
 def test_bench_rejects_an_unknown_name(capsys):
@@ -218,4 +219,28 @@ def test_install_rows_and_table():
   assert [r["speedup_vs_pip"] for r in rows] == [1.0, 3.0]
   text = install.table(rows)
   assert text.count("\n") == 2 and "3.00x" in text and "empty cache" in text
+  json.dumps(rows)
+
+
+def test_recovery_keeps_the_old_default_reachable_and_measures_each_means():
+  recipes = recovery.recipes("compact")
+  old, _ = recipes["old-default"]
+  assert (old.distillation, old.batchnorm_batches, old.learning_rate_schedule,
+          old.pruning_end, old.target_sparsity, old.epochs) == (0.0, 0, "constant", 1.0, 0.9, 4)
+  assert recipes["+distillation"][0].distillation > 0 and recipes["+batchnorm"][0].batchnorm_batches
+  search = recipes["+search"][1]
+  assert search.levels[0] <= 0.5 and search.max_accuracy_drop == recovery.BUDGETS["compact"]
+
+
+def test_recovery_rows_and_table_on_a_tiny_run():
+  rows = recovery.run_model("compact", 0, names=["old-default"], train_limit=64,
+                            dense_epochs=1, prune_epochs=1)
+  assert [r["config"] for r in rows] == ["dense (int8 only)", "old-default"]
+  assert rows[0]["data"] == "mnist-5k" and rows[0]["eval_examples"] == 1500
+  assert rows[1]["sparsity"] == pytest.approx(0.9, abs=0.01) and rows[1]["ratio"] > rows[0]["ratio"]
+  for r in rows:
+    assert r["drop_pp"] <= r["drop_ci95_high_pp"]
+    assert r["within_budget"] == (r["drop_ci95_high_pp"] <= r["budget_pp"])
+  text = recovery.table(rows)
+  assert text.count("\n") == len(rows) + 1 and "old-default" in text
   json.dumps(rows)

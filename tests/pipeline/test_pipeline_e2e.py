@@ -103,11 +103,23 @@ def test_failed_sparsity_check_is_not_blessed(happy, root):
   assert summary["sparsity_passed"] is False
 
 
+COLLAPSE = ("pruning.target_sparsity=0.999", "pruning.initial_sparsity=0.99", "pruning.epochs=1",
+            "pruning.learning_rate=0.00001", "sparsity.min_sparsity=0.9",
+            "conversion.quantization=float16", "conversion.sparse_weights=false",
+            "conversion.min_agreement=0.5", "gate.min_compression_ratio=1.5")
+
+
 def test_accuracy_collapse_is_not_blessed(happy, root):
-  _refused(root, "accuracy_drop", "pruning.target_sparsity=0.999", "pruning.initial_sparsity=0.99",
-           "pruning.epochs=1", "pruning.learning_rate=0.00001", "sparsity.min_sparsity=0.9",
-           "conversion.quantization=float16", "conversion.sparse_weights=false",
-           "conversion.min_agreement=0.5", "gate.min_compression_ratio=1.5")
+  """PruneTrainer's own refusal turned off: the gate still refuses the collapse."""
+  _refused(root, "accuracy_drop", *COLLAPSE, "pruning.refuse_over_budget=false")
+
+
+def test_accuracy_collapse_is_refused_by_prune_trainer_before_the_converter(happy, root):
+  before = snapshot(os.path.join(root, "serving"))
+  with pytest.raises(local.RunError, match=r"pruning collapsed the selection accuracy past the "
+                     r"budget: accuracy on split 'selection' 0\.\d+ dense, 0\.\d+ pruned"):
+    local.run(_config(root, *COLLAPSE))
+  assert snapshot(os.path.join(root, "serving")) == before
 
 
 def test_new_data_uses_the_pushed_model_as_production_baseline(happy, root):

@@ -35,7 +35,10 @@ dense = digits_trainer.build_seed_cnn(width=0.25)
 dense.fit(images[train], labels[train], epochs=3, batch_size=32, verbose=0)
 dense_correct = np.argmax(dense.predict(images[held], verbose=0), axis=1) == labels[held]
 print(json.dumps({"distribution": "dense", "correct": dense_correct.astype(int).tolist()}))
-config = pruning.PruningConfig(target_sparsity=0.9, initial_sparsity=0.5, epochs=2, batch_size=32)
+# Without distillation: on this 3-epoch CNN it costs accuracy (README, the recovery benchmark);
+# this test is about the strategy.
+config = pruning.PruningConfig(target_sparsity=0.9, initial_sparsity=0.5, epochs=2, batch_size=32,
+                               distillation=0.0)
 for distribution in ("", "mirrored"):
   tf.keras.utils.set_random_seed(1)
   ds = tf.data.Dataset.from_tensor_slices((images[train], labels[train])).shuffle(

@@ -74,7 +74,8 @@ def test_do_with_user_input_fn(tmp_path, small_dense_model, digits_examples, dig
   executor_lib.Executor().Do(
       {spec.EXAMPLES_KEY: [digits_examples], spec.MODEL_KEY: [small_dense_model],
        spec.SCHEMA_KEY: [digits_schema]}, outputs,
-      {**PROPERTIES, spec.EPOCHS_KEY: 1, spec.MODULE_FILE_KEY: str(module)})
+      {**PROPERTIES, spec.EPOCHS_KEY: 1, spec.MODULE_FILE_KEY: str(module),
+       spec.REFUSE_OVER_BUDGET_KEY: 0})   # one epoch to 0.9 costs this model ~20 pp
   assert outputs[spec.PRUNED_MODEL_KEY][0].get_float_custom_property(spec.SPARSITY_PROPERTY) >= 0.89
 
 
@@ -128,6 +129,9 @@ def test_do_with_search_records_every_trial(tmp_path, small_dense_model, digits_
   (selected,) = roles.on_split(
       roles.decode(pruned.get_string_custom_property(spec.DATA_ROLES_PROPERTY)), "eval")
   assert (selected.role, selected.parameter) == (roles.SELECTION, "eval_split")
+  assert pruned.get_float_custom_property(spec.TARGET_SPARSITY_PROPERTY) == max(
+      t["level"] for t in accepted)
+  assert pruned.get_int_custom_property(spec.SEARCHED_PROPERTY) == 1
 
 
 def test_output_too_narrow_for_the_labels_fails_before_training(tmp_path, digits_examples,
@@ -144,3 +148,39 @@ def test_output_too_narrow_for_the_labels_fails_before_training(tmp_path, digits
         {spec.EXAMPLES_KEY: [digits_examples], spec.MODEL_KEY: [narrow],
          spec.SCHEMA_KEY: [digits_schema]}, _outputs(tmp_path), dict(PROPERTIES))
   assert not os.path.exists(tmp_path / "pruned" / "Format-Serving")
+
+
+def test_a_collapse_past_the_budget_is_refused_with_both_accuracies(tmp_path, small_dense_model,
+                                                                  digits_examples, digits_schema):
+  """99.5 % of the weights gone in one epoch: the model is refused, not published."""
+  outputs = _outputs(tmp_path)
+  collapse = {**PROPERTIES, spec.EPOCHS_KEY: 1, spec.TARGET_SPARSITY_KEY: 0.995,
+              spec.INITIAL_SPARSITY_KEY: 0.99, spec.SEARCH_MAX_ACCURACY_DROP_KEY: 0.03}
+  with pytest.raises(pruning.PruningError,
+                     match=r"pruning collapsed the selection accuracy past the budget: accuracy "
+                           r"on split 'eval' 0\.[89]\d+ dense, 0\.[0-7]\d+ pruned") as raised:
+    executor_lib.Executor().Do(
+        {spec.EXAMPLES_KEY: [digits_examples], spec.MODEL_KEY: [small_dense_model],
+         spec.SCHEMA_KEY: [digits_schema]}, outputs, collapse)
+  assert "over the budget 0.0300" in str(raised.value)
+  assert not tf.io.gfile.exists(model_io.serving_dir(outputs[spec.PRUNED_MODEL_KEY][0].uri))
+  executor_lib.Executor().Do(   # the old behaviour, asked for
+      {spec.EXAMPLES_KEY: [digits_examples], spec.MODEL_KEY: [small_dense_model],
+       spec.SCHEMA_KEY: [digits_schema]}, outputs, {**collapse, spec.REFUSE_OVER_BUDGET_KEY: 0})
+  pruned = outputs[spec.PRUNED_MODEL_KEY][0]
+  assert pruned.get_float_custom_property(spec.ACCURACY_PROPERTY) < 0.8
+  assert pruned.get_float_custom_property(spec.TARGET_SPARSITY_PROPERTY) == 0.995
+  assert pruned.get_int_custom_property(spec.SEARCHED_PROPERTY) == 0
+
+
+def test_a_search_with_no_level_within_budget_says_so_with_the_frontier(
+    tmp_path, small_dense_model, digits_examples, digits_schema):
+  with pytest.raises(pruning.PruningError,
+                     match=r"no level within budget: the search tried 2 levels .* measured "
+                           r"frontier: level 0.495: sparsity 0\.\d+, accuracy 0\.\d+ \(drop "
+                           r"[-+]0\.\d+\); level 0.99: sparsity"):
+    executor_lib.Executor().Do(
+        {spec.EXAMPLES_KEY: [digits_examples], spec.MODEL_KEY: [small_dense_model],
+         spec.SCHEMA_KEY: [digits_schema]}, _outputs(tmp_path),
+        {**PROPERTIES, spec.SEARCH_LEVELS_KEY: "[0.99, 0.995]", spec.SEARCH_MAX_TRIALS_KEY: 2,
+         spec.SEARCH_EPOCHS_KEY: 1, spec.SEARCH_MAX_ACCURACY_DROP_KEY: 0.0})

@@ -173,3 +173,44 @@ def test_component_declares_parameters_and_outputs():
   assert validator.exec_properties[spec.INCLUDE_ALL_TENSORS_KEY] == 1
   assert validator.outputs[spec.BLESSING_KEY].type is blessing_lib.SparsityBlessing
   assert validator.outputs[spec.REPORT_KEY].type is standard_artifacts.ModelEvaluation
+
+
+def test_a_tflite_as_sparse_as_its_model_is_not_said_to_have_lost_zeros(pruned_model, tmp_path):
+  """Keras and TFLite both at 0.9 against a 0.95 target: under target, but nothing was lost."""
+  keras_model = model_io.load_keras_model(pruned_model.uri, compile=False)
+  tflite = _tflite_artifact(keras_model, tmp_path / "tflite", "float16")
+  _, blessing = _run(pruned_model, tmp_path, tflite=tflite, **{spec.MIN_SPARSITY_KEY: 0.95})
+  assert not blessing_lib.is_blessed(blessing)
+  reasons = blessing_lib.read_verdict(blessing)["reasons"]
+  deployed = [r for r in reasons if r.startswith("the converted TFLite's kernel sparsity 0.9")]
+  assert len(deployed) == 1, reasons
+  assert "its zeros were kept" in deployed[0]
+  assert not any("zeros were lost" in r for r in reasons), reasons
+
+
+def _searched(artifact, level, searched=1):
+  copy = standard_artifacts.Model()
+  copy.uri, copy.id = artifact.uri, artifact.id
+  copy.set_float_custom_property(model_io.TARGET_SPARSITY_PROPERTY, level)
+  copy.set_int_custom_property(model_io.SEARCHED_PROPERTY, searched)
+  return copy
+
+
+@pytest.mark.parametrize("searched, follow, blessed", [
+    (1, 1, True),     # the search chose 0.9: that is the target
+    (1, 0, False),    # follow_pruning off: the fixed 0.95 stands
+    (0, 1, False),    # a fixed target_sparsity: min_sparsity stands
+])
+def test_the_searched_level_replaces_a_higher_min_sparsity(pruned_model, tmp_path, searched,
+                                                           follow, blessed):
+  _, blessing = _run(_searched(pruned_model, 0.9, searched), tmp_path,
+                     **{spec.MIN_SPARSITY_KEY: 0.95, spec.FOLLOW_PRUNING_KEY: follow})
+  assert blessing_lib.is_blessed(blessing) == blessed
+  assert blessing_lib.read_verdict(blessing)["targets"]["min_sparsity"] == (
+      0.9 if blessed else 0.95)
+
+
+def test_a_searched_level_above_min_sparsity_does_not_raise_the_bar(pruned_model, tmp_path):
+  _, blessing = _run(_searched(pruned_model, 0.97), tmp_path)
+  assert blessing_lib.is_blessed(blessing)
+  assert blessing_lib.read_verdict(blessing)["targets"]["min_sparsity"] == 0.85

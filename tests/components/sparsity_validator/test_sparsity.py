@@ -196,3 +196,23 @@ def test_render_html_embeds_chart_and_table(known_model):
   assert "FAILED" in page and "global kernel sparsity 0.600 &lt; target 0.700" in page
   assert '<img alt=\'kernel sparsity per layer\' src="data:image/png;base64,iVBOR' in page
   assert "<td>bn/moving_mean:0</td>" in page and "<td>75.00%</td>" in page
+
+
+@pytest.mark.parametrize("pruned_sparsity, lost", [(None, False), (0.5, False), (0.9, True)])
+def test_zeros_are_said_lost_only_below_what_pruning_reached(pruned_sparsity, lost):
+  """Keras and TFLite kernels both half zeros against a 0.85 target: lost only if pruning
+  had reached more."""
+  keras = model_io.keras()
+  model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(10, use_bias=False)])
+  kernel = np.ones((10, 10), np.float32)
+  kernel[:5] = 0.0
+  model.layers[0].kernel.assign(kernel)
+  tflite = [{"name": "dense", "encoding": "dense", "shape": [10, 10], "total": 100, "zeros": 50,
+             "sparsity": 0.5}]
+  report = sparsity.validate(model, sparsity.SparsityTargets(), tflite_table=tflite,
+                             pruned_sparsity=pruned_sparsity)
+  assert not report.passed and report.deployed_sparsity == 0.5
+  deployed = [r for r in report.reasons if r.startswith("the converted TFLite's")]
+  assert len(deployed) == 1
+  assert ("zeros were lost after pruning: pruning reached 0.900" in deployed[0]) == lost
+  assert ("under target and its zeros were kept" in deployed[0]) == (not lost)
