@@ -48,6 +48,7 @@ from tfx_bonsai.components.compression_evaluator import gate
 from tfx_bonsai.components.compression_evaluator import metrics as gate_metrics
 from tfx_bonsai.components.compression_evaluator import settings
 from tfx_bonsai.components.compression_evaluator import spec
+from tfx_bonsai.components.compression_evaluator import validation
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 # The TFMA metric (class name, config, key in the results) that scores each head.
@@ -237,6 +238,7 @@ class Executor(tfx_evaluator_executor.Executor):
     if failure is not None:  # no conversion mode agreed: refused before any evaluation
       verdict = gate.Verdict(blessed=False, checks=(), reasons=(f"conversion failed: {failure}",))
       blessing_lib.write_blessing(blessing, False, candidate, verdict.to_dict())
+      validation.write_validation_result(evaluation.uri, verdict)
       logging.info("CompressionEvaluator: %s", verdict.summary_line())
       return
     candidate_bytes = model_io.read_tflite(candidate.uri, spec.MODEL_KEY)
@@ -325,6 +327,7 @@ class Executor(tfx_evaluator_executor.Executor):
       verdict_record[roles.SHARED_SPLITS_KEY] = shared
       blessing.set_string_custom_property(roles.SHARED_SPLITS_KEY, json.dumps(shared))
     blessing_lib.write_blessing(blessing, verdict.blessed, candidate, verdict_record)
+    validation.write_validation_result(evaluation.uri, verdict)
     if production is not None:  # as TFX's Evaluator records its baseline
       blessing.set_string_custom_property(
           evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, production.uri)
