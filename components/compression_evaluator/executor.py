@@ -62,6 +62,10 @@ _TFMA_METRICS = {
 }
 EXAMPLE_COUNT_METRIC = "example_count"
 _TELEMETRY_DESCRIPTORS = ["CompressionEvaluator"]
+# What compression_ratio divides: said in verdict.json beside the figures.
+SIZE_BASIS_KEY = "compression_ratio_counts"
+SIZE_BASIS = ("the candidate as shipped and pushed (its file with LiteRT metadata and label "
+              "file, gzipped) against the dense float TFLite file without metadata")
 _PROGRESS = "compression_evaluator"  # the evaluation's progress bar
 # Beside TFMA's files in the evaluation, written by the extractors' last step.
 PAIRED_OUTCOMES_FILE = extractors.PAIRED_OUTCOMES_FILE
@@ -323,6 +327,7 @@ class Executor(tfx_evaluator_executor.Executor):
 
     verdict = gate.decide(measured, config, errors)
     verdict_record = verdict.to_dict()
+    verdict_record[SIZE_BASIS_KEY] = SIZE_BASIS
     if shared is not None:
       verdict_record[roles.SHARED_SPLITS_KEY] = shared
       blessing.set_string_custom_property(roles.SHARED_SPLITS_KEY, json.dumps(shared))

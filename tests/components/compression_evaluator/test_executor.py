@@ -152,6 +152,7 @@ def test_dynamic_range_candidate_is_blessed(tmp_path, candidate, small_dense_mod
   assert blessing_lib.is_blessed(blessing)
   validations = tfma.load_validation_result(evaluation.uri)  # TFMA's own loader
   assert validations.validation_ok and not validations.metric_validations_per_slice
+  assert verdict[executor.SIZE_BASIS_KEY] == executor.SIZE_BASIS
   assert not os.path.exists(os.path.join(blessing.uri, blessing_lib.NOT_BLESSED_FILE))
   assert blessing.get_int_custom_property(blessing_lib.CURRENT_MODEL_ID_KEY) == candidate.id
   assert blessing.get_string_custom_property(blessing_lib.CURRENT_MODEL_KEY) == candidate.uri

@@ -18,6 +18,7 @@ from tfx_bonsai.components.tflite_converter import component
 from tfx_bonsai.components.tflite_converter import conversion
 from tfx_bonsai.components.tflite_converter import executor
 from tfx_bonsai.components.tflite_converter import spec
+from tests.components.pusher import test_executor as pusher_test
 from tests.components.tflite_converter import test_metadata
 
 TRAIN = 1437
@@ -75,6 +76,19 @@ def test_shipped_file_carries_the_metadata_and_counts_it(int8_output, small_dens
   added = int8_output.get_int_custom_property(spec.METADATA_BYTES_PROPERTY)
   assert 0 < added < len(shipped) == int8_output.get_int_custom_property(
       spec.TFLITE_BYTES_PROPERTY)
+
+
+def test_the_pusher_ships_the_file_with_its_metadata(int8_output, tmp_path):
+  int8_output.id = 7
+  blessing = pusher_test.make_blessing(str(tmp_path / "blessing"), True, int8_output)
+  pushed = pusher_test.push(int8_output, blessing, str(tmp_path / "serving"),
+                            str(tmp_path / "pushed"))
+  destination = pushed.get_string_custom_property("pushed_destination")
+  with open(os.path.join(destination, model_io.TFLITE_FILE_NAME), "rb") as f:
+    shipped = f.read()
+  with tf.io.gfile.GFile(model_io.tflite_path(int8_output.uri), "rb") as f:
+    assert shipped == f.read()
+  assert test_metadata.read_metadata(shipped).Name() == b"seed_cnn"
 
 
 def test_labels_that_do_not_fit_fail_before_converting(small_dense_model, tmp_path):
