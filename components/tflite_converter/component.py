@@ -68,6 +68,10 @@ class TFLiteConverter(base_component.BaseComponent):
     """Every parameter is a field of `settings.TFLiteConverterSettings` (types, defaults,
     rules); scalar ones may be `tfx.dsl.experimental.RuntimeParameter`s (booleans of ptype
     int), checked when the run starts."""
+    if isinstance(normalization, dict):  # {mean: [0], ...} from YAML: the parameter is float
+      normalization = {key: [float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                             for v in values] if isinstance(values, list) else values
+                       for key, values in normalization.items()}
     chosen = params.component_settings(settings.TFLiteConverterSettings, locals())
     mode = settings.MODES.get(chosen.quantization) if isinstance(chosen.quantization, str) else None
     if mode is not None and mode.representative_data and examples is None:
