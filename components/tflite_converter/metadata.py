@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence
 
 import flatbuffers
 import numpy as np
+import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.tools import flatbuffer_utils
 
@@ -55,7 +56,6 @@ class ModelInfo:
 
 def read_labels(path: str) -> List[str]:
   """One label per non-empty line (a Transform vocabulary file works as it is)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if not tf.io.gfile.exists(path):
     raise MetadataError(f"labels_file {path!r} does not exist")
   with tf.io.gfile.GFile(path, "r") as f:
@@ -111,7 +111,7 @@ def _input(tensor: TensorInfo, info: ModelInfo) -> metadata_fb.TensorMetadataT:
                       + (f"; values in [{info.input_range[0]}, {info.input_range[1]}]"
                          if info.input_range else ""))
   meta.content = _content(tensor)
-  if info.mean and tensor.dtype.startswith("float"):
+  if info.mean:  # int8 inputs too: quantized models keep the float model's (the schema)
     normalization = metadata_fb.NormalizationOptionsT()
     normalization.mean = [float(v) for v in info.mean]
     normalization.std = [float(v) for v in info.std]
