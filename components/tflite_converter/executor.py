@@ -105,8 +105,8 @@ def metadata_info(config: settings.TFLiteConverterSettings, keras_model,
                     "nothing about how to scale inputs (set normalization: {mean, std})")
   version = os.path.basename(model_artifact.uri.rstrip("/"))
   description = config.description or (
-      f"Keras model '{keras_model.name}' ({model_artifact.uri}), pruned and converted to "
-      f"TFLite by tfx-bonsai; {head} head.")
+      f"Keras model '{keras_model.name}' ({model_artifact.uri}), converted to TFLite by "
+      f"tfx-bonsai's TFLiteConverter; {head} head.")
   return metadata.ModelInfo(
       name=keras_model.name, version=version, description=description, head=head,
       mean=tuple(config.normalization.get("mean", ())),
