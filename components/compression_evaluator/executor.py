@@ -48,6 +48,7 @@ from tfx_bonsai.components.compression_evaluator import gate
 from tfx_bonsai.components.compression_evaluator import metrics as gate_metrics
 from tfx_bonsai.components.compression_evaluator import settings
 from tfx_bonsai.components.compression_evaluator import spec
+from tfx_bonsai.components.compression_evaluator import validation
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 # The TFMA metric (class name, config, key in the results) that scores each head.
@@ -61,6 +62,10 @@ _TFMA_METRICS = {
 }
 EXAMPLE_COUNT_METRIC = "example_count"
 _TELEMETRY_DESCRIPTORS = ["CompressionEvaluator"]
+# What compression_ratio divides: said in verdict.json beside the figures.
+SIZE_BASIS_KEY = "compression_ratio_counts"
+SIZE_BASIS = ("the candidate as shipped and pushed (its file with LiteRT metadata and label "
+              "file, gzipped) against the dense float TFLite file without metadata")
 _PROGRESS = "compression_evaluator"  # the evaluation's progress bar
 # Beside TFMA's files in the evaluation, written by the extractors' last step.
 PAIRED_OUTCOMES_FILE = extractors.PAIRED_OUTCOMES_FILE
@@ -237,6 +242,7 @@ class Executor(tfx_evaluator_executor.Executor):
     if failure is not None:  # no conversion mode agreed: refused before any evaluation
       verdict = gate.Verdict(blessed=False, checks=(), reasons=(f"conversion failed: {failure}",))
       blessing_lib.write_blessing(blessing, False, candidate, verdict.to_dict())
+      validation.write_validation_result(evaluation.uri, verdict)
       logging.info("CompressionEvaluator: %s", verdict.summary_line())
       return
     candidate_bytes = model_io.read_tflite(candidate.uri, spec.MODEL_KEY)
@@ -321,10 +327,12 @@ class Executor(tfx_evaluator_executor.Executor):
 
     verdict = gate.decide(measured, config, errors)
     verdict_record = verdict.to_dict()
+    verdict_record[SIZE_BASIS_KEY] = SIZE_BASIS
     if shared is not None:
       verdict_record[roles.SHARED_SPLITS_KEY] = shared
       blessing.set_string_custom_property(roles.SHARED_SPLITS_KEY, json.dumps(shared))
     blessing_lib.write_blessing(blessing, verdict.blessed, candidate, verdict_record)
+    validation.write_validation_result(evaluation.uri, verdict)
     if production is not None:  # as TFX's Evaluator records its baseline
       blessing.set_string_custom_property(
           evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, production.uri)

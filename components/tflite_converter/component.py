@@ -1,5 +1,5 @@
 """TFLiteConverter: converts a Keras model to a TFLite model that provably agrees with it."""
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_component
@@ -32,6 +32,12 @@ class TFLiteConverter(base_component.BaseComponent):
   threads: float properties `latency_ms_1t`, `latency_ms_nt`, `dense_latency_ms_1t`,
   `dense_latency_ms_nt` and `latency_ratio` (candidate / dense, 1 thread), also in
   `conversion.json`.
+
+  The file carries LiteRT metadata (the Task Library, codegen and metadata extractors read
+  it): name, version, `description`; per input its `normalization` (mean/std) and
+  `input_range`; per output its meaning, with `labels` (or `labels_file`) as the label file
+  of a classification head. `tflite_bytes` counts the file as shipped, metadata included;
+  `metadata_bytes` is what the metadata adds.
   """
   SPEC_CLASS = spec.TFLiteConverterSpec
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
@@ -53,10 +59,19 @@ class TFLiteConverter(base_component.BaseComponent):
                max_abs_error: float = _DEFAULTS.max_abs_error,
                label_key: str = _DEFAULTS.label_key,
                measure_latency: bool = _DEFAULTS.measure_latency,
-               head: str = _DEFAULTS.head):
+               head: str = _DEFAULTS.head,
+               labels: Optional[List[str]] = None,
+               labels_file: str = _DEFAULTS.labels_file,
+               normalization: Optional[Dict[str, List[float]]] = None,
+               input_range: Optional[List[float]] = None,
+               description: str = _DEFAULTS.description):
     """Every parameter is a field of `settings.TFLiteConverterSettings` (types, defaults,
     rules); scalar ones may be `tfx.dsl.experimental.RuntimeParameter`s (booleans of ptype
     int), checked when the run starts."""
+    if isinstance(normalization, dict):  # {mean: [0], ...} from YAML: the parameter is float
+      normalization = {key: [float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                             for v in values] if isinstance(values, list) else values
+                       for key, values in normalization.items()}
     chosen = params.component_settings(settings.TFLiteConverterSettings, locals())
     mode = settings.MODES.get(chosen.quantization) if isinstance(chosen.quantization, str) else None
     if mode is not None and mode.representative_data and examples is None:

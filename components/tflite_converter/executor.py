@@ -17,6 +17,7 @@ from tfx_bonsai.components.common import roles
 from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.tflite_converter import conversion
 from tfx_bonsai.components.tflite_converter import latency
+from tfx_bonsai.components.tflite_converter import metadata
 from tfx_bonsai.components.tflite_converter import settings
 from tfx_bonsai.components.tflite_converter import spec
 
@@ -86,6 +87,33 @@ def set_properties(output: types.Artifact, properties: Dict[str, Any]) -> None:
       output.set_string_custom_property(key, str(value))
 
 
+def metadata_info(config: settings.TFLiteConverterSettings, keras_model,
+                  model_artifact: types.Artifact) -> metadata.ModelInfo:
+  """The LiteRT metadata the file will carry; MetadataError/HeadError when labels do not fit."""
+  labels = (metadata.read_labels(config.labels_file) if config.labels_file
+            else list(config.labels))
+  try:
+    head = heads.resolve(config.head, keras_model)
+  except heads.HeadError:
+    if labels:
+      raise
+    head = heads.REGRESSION  # one linear unit and head "auto": described as a value
+  units = keras_model.output_shape[-1] if len(keras_model.output_shape) > 1 else 1
+  metadata.check_labels(head, units, labels)
+  if not config.normalization:
+    logging.warning("TFLiteConverter: normalization not stated; the metadata tells apps "
+                    "nothing about how to scale inputs (set normalization: {mean, std})")
+  version = os.path.basename(model_artifact.uri.rstrip("/"))
+  description = config.description or (
+      f"Keras model '{keras_model.name}' ({model_artifact.uri}), converted to TFLite by "
+      f"tfx-bonsai's TFLiteConverter; {head} head.")
+  return metadata.ModelInfo(
+      name=keras_model.name, version=version, description=description, head=head,
+      mean=tuple(config.normalization.get("mean", ())),
+      std=tuple(config.normalization.get("std", ())),
+      input_range=tuple(config.input_range), labels=tuple(labels))
+
+
 class Executor(base_executor.BaseExecutor):
   """Converts the Keras model to TFLite, climbing the quantization ladder until it agrees.
 
@@ -122,6 +150,7 @@ class Executor(base_executor.BaseExecutor):
     head = config.head
     if head != heads.AUTO:
       heads.resolve(head, keras_model)  # a head that does not fit the model, before converting
+    info = metadata_info(config, keras_model, model_artifact)
     representative = None
     if examples is not None:
       schema = (examples_lib.load_schema(artifact_utils.get_single_instance(
@@ -141,7 +170,8 @@ class Executor(base_executor.BaseExecutor):
     conversion.model_inputs(keras_model, checked)  # names a model input the examples lack
 
     outcome = conversion.convert_with_fallback(keras_model, config, representative, checked, head)
-    result, model_bytes = outcome.agreement, outcome.model_bytes
+    result = outcome.agreement
+    model_bytes = metadata.populate(outcome.model_bytes, info)  # the file as shipped
     path = write_model(output.uri, model_bytes)
     raw, gzipped = len(model_bytes), conversion.gzip_size(model_bytes)
     upstream = (roles.decode(model_artifact.get_string_custom_property(spec.DATA_ROLES_PROPERTY))
@@ -151,6 +181,7 @@ class Executor(base_executor.BaseExecutor):
             upstream + roles.converter_uses(config, with_examples=examples is not None)),
         spec.TFLITE_BYTES_PROPERTY: raw,
         spec.TFLITE_GZIP_BYTES_PROPERTY: gzipped,
+        spec.METADATA_BYTES_PROPERTY: raw - len(outcome.model_bytes),
         spec.QUANTIZATION_PROPERTY: outcome.mode,
         spec.REQUESTED_QUANTIZATION_PROPERTY: config.quantization,
         spec.FLOAT_LAYERS_PROPERTY: list(outcome.float_layers),

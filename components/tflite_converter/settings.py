@@ -5,7 +5,7 @@ component's defaults, the executor, `conversion.convert` (as `ConversionConfig`)
 pipeline's `conversion:` section all use it.
 """
 import dataclasses
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from tfx_bonsai.components.common import settings as settings_lib
 from tfx_bonsai.components.common.settings import setting
@@ -56,6 +56,25 @@ def _fallback(value) -> Optional[str]:
   return None
 
 
+def _normalization(value) -> Optional[str]:
+  if not value:
+    return None
+  if sorted(value) != ["mean", "std"]:
+    return f"must be {{}} or {{mean: [...], std: [...]}}, got keys {sorted(value)!r}"
+  mean, std = value["mean"], value["std"]
+  if not mean or len(mean) != len(std):
+    return (f"mean and std must be non-empty lists of one length (one value, or one per "
+            f"channel), got mean={mean!r}, std={std!r}")
+  if any(s <= 0 for s in std):
+    return f"std values must be > 0, got {std!r}"
+  return None
+
+
+def _input_range(value) -> Optional[str]:
+  ok = not value or (len(value) == 2 and value[0] < value[1])
+  return None if ok else f"must be [] or [min, max] with min < max, got {value!r}"
+
+
 def _count(value) -> str:
   return None if value >= 1 else f"must be an integer >= 1, got {value!r}"
 
@@ -100,10 +119,21 @@ class TFLiteConverterSettings(settings_lib.Settings):
   # What the output means (settings_lib.HEADS; "auto" reads the model): classifiers are held
   # to min_agreement on decisions, regression to max_abs_error.
   head: str = setting("auto", check=settings_lib.one_of(settings_lib.HEADS))
+  # LiteRT metadata written into the model file (metadata.py). The class names, in
+  # output-index order: a list, or a file of one per line (e.g. a Transform vocabulary).
+  labels: List[str] = setting(default_factory=list)
+  labels_file: str = ""
+  # How a raw input becomes the model's input, (raw - mean) / std, one value or one per
+  # channel: {mean: [0.0], std: [255.0]}. {}: not stated (the metadata then says so).
+  normalization: Dict[str, List[float]] = setting(default_factory=dict, check=_normalization)
+  input_range: List[float] = setting(default_factory=list, check=_input_range)  # [min, max]
+  description: str = ""   # the model's description ("": what was converted, and how)
 
   def check_together(self, known) -> None:
     if known("int8_io", "quantization") and self.int8_io and self.quantization != INT8:
       raise self.error("int8_io", f"needs quantization 'int8', got {self.quantization!r}")
+    if known("labels", "labels_file") and self.labels and self.labels_file:
+      raise self.error("labels", "and labels_file are exclusive: give the class names one way")
 
   @property
   def modes(self) -> List[str]:

@@ -30,9 +30,15 @@ MEASURE_LATENCY_KEY = "measure_latency"
 HEAD_KEY = "head"
 FALLBACK_KEY = "fallback"
 MAX_TIE_SHARE_KEY = "max_tie_share"
+LABELS_KEY = "labels"
+LABELS_FILE_KEY = "labels_file"
+NORMALIZATION_KEY = "normalization"
+INPUT_RANGE_KEY = "input_range"
+DESCRIPTION_KEY = "description"
 # Output artifact custom properties
 TFLITE_BYTES_PROPERTY = tflite.TFLITE_BYTES_PROPERTY
 TFLITE_GZIP_BYTES_PROPERTY = tflite.TFLITE_GZIP_BYTES_PROPERTY
+METADATA_BYTES_PROPERTY = "metadata_bytes"  # what the LiteRT metadata adds to tflite_bytes
 QUANTIZATION_PROPERTY = tflite.QUANTIZATION_PROPERTY
 SPARSE_WEIGHTS_PROPERTY = tflite.SPARSE_WEIGHTS_PROPERTY
 AGREEMENT_PROPERTY = tflite.AGREEMENT_PROPERTY

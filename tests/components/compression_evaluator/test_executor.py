@@ -151,6 +151,9 @@ def test_dynamic_range_candidate_is_blessed(tmp_path, candidate, small_dense_mod
   assert len(pipelines) == 1  # TFMA ran on the executor's Beam pipeline
   assert verdict["blessed"] is True, verdict["summary"]
   assert blessing_lib.is_blessed(blessing)
+  validations = tfma.load_validation_result(evaluation.uri)  # TFMA's own loader
+  assert validations.validation_ok and not validations.metric_validations_per_slice
+  assert verdict[executor.SIZE_BASIS_KEY] == executor.SIZE_BASIS
   assert not os.path.exists(os.path.join(blessing.uri, blessing_lib.NOT_BLESSED_FILE))
   assert blessing.get_int_custom_property(blessing_lib.CURRENT_MODEL_ID_KEY) == candidate.id
   assert blessing.get_string_custom_property(blessing_lib.CURRENT_MODEL_KEY) == candidate.uri
@@ -213,9 +216,17 @@ def test_dynamic_range_candidate_is_blessed(tmp_path, candidate, small_dense_mod
 
 def test_compression_below_the_minimum_is_not_blessed(tmp_path, candidate, small_dense_model,
                                                       digits_examples):
-  _, blessing, verdict = _run(tmp_path, candidate, small_dense_model, digits_examples,
-                              **{spec.MIN_COMPRESSION_RATIO_KEY: 100.0})
+  evaluation, blessing, verdict = _run(tmp_path, candidate, small_dense_model, digits_examples,
+                                       **{spec.MIN_COMPRESSION_RATIO_KEY: 100.0})
   assert not blessing_lib.is_blessed(blessing)
+  validations = tfma.load_validation_result(evaluation.uri)  # TFMA's own loader
+  assert not validations.validation_ok
+  [failure] = validations.metric_validations_per_slice[0].failures
+  assert failure.message == verdict["reasons"][0]
+  assert failure.metric_key.name == gate.COMPRESSION_RATIO
+  assert failure.metric_threshold.value_threshold.lower_bound.value == 100.0
+  assert failure.metric_value.double_value.value == pytest.approx(
+      blessing.get_float_custom_property(spec.COMPRESSION_RATIO_PROPERTY))
   assert blessing.get_int_custom_property(blessing_lib.BLESSED_KEY) == 0
   assert os.path.exists(os.path.join(blessing.uri, blessing_lib.NOT_BLESSED_FILE))
   assert [r.split()[0] for r in verdict["reasons"]] == [gate.COMPRESSION_RATIO]

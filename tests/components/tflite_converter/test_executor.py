@@ -1,6 +1,8 @@
 """TFLiteConverter's executor on real artifacts, and its component's construction checks."""
+import io
 import json
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -16,6 +18,8 @@ from tfx_bonsai.components.tflite_converter import component
 from tfx_bonsai.components.tflite_converter import conversion
 from tfx_bonsai.components.tflite_converter import executor
 from tfx_bonsai.components.tflite_converter import spec
+from tests.components.pusher import test_executor as pusher_test
+from tests.components.tflite_converter import test_metadata
 
 TRAIN = 1437
 
@@ -49,10 +53,58 @@ def run(model, output_uri, examples=None, schema=None, **overrides):
   return output
 
 
+DIGIT_LABELS = [str(d) for d in range(10)]
+
+
 @pytest.fixture(scope="module")
 def int8_output(small_dense_model, digits_examples, digits_schema, tmp_path_factory):
   return run(small_dense_model, str(tmp_path_factory.mktemp("tflite")), digits_examples,
-             digits_schema)
+             digits_schema, labels=json.dumps(DIGIT_LABELS),
+             normalization=json.dumps({"mean": [0.0], "std": [16.0]}),
+             input_range=json.dumps([0.0, 1.0]))
+
+
+def test_shipped_file_carries_the_metadata_and_counts_it(int8_output, small_dense_model):
+  with tf.io.gfile.GFile(model_io.tflite_path(int8_output.uri), "rb") as f:
+    shipped = f.read()
+  meta = test_metadata.read_metadata(shipped)
+  assert meta.Name() == b"seed_cnn"
+  assert meta.Version().decode() == os.path.basename(small_dense_model.uri)
+  out = meta.SubgraphMetadata(0).OutputTensorMetadata(0)
+  archive = zipfile.ZipFile(io.BytesIO(shipped))
+  assert archive.read(out.AssociatedFiles(0).Name().decode()).decode().split() == DIGIT_LABELS
+  added = int8_output.get_int_custom_property(spec.METADATA_BYTES_PROPERTY)
+  assert 0 < added < len(shipped) == int8_output.get_int_custom_property(
+      spec.TFLITE_BYTES_PROPERTY)
+
+
+def test_the_pusher_ships_the_file_with_its_metadata(int8_output, tmp_path):
+  int8_output.id = 7
+  blessing = pusher_test.make_blessing(str(tmp_path / "blessing"), True, int8_output)
+  pushed = pusher_test.push(int8_output, blessing, str(tmp_path / "serving"),
+                            str(tmp_path / "pushed"))
+  destination = pushed.get_string_custom_property("pushed_destination")
+  with open(os.path.join(destination, model_io.TFLITE_FILE_NAME), "rb") as f:
+    shipped = f.read()
+  with tf.io.gfile.GFile(model_io.tflite_path(int8_output.uri), "rb") as f:
+    assert shipped == f.read()
+  assert test_metadata.read_metadata(shipped).Name() == b"seed_cnn"
+
+
+def test_labels_that_do_not_fit_fail_before_converting(small_dense_model, tmp_path):
+  with pytest.raises(ValueError, match=r"labels has 3 entries but the 'multiclass' head has 10"):
+    run(small_dense_model, str(tmp_path), quantization="float16",
+        labels=json.dumps(["a", "b", "c"]))
+  assert not tf.io.gfile.exists(model_io.tflite_path(str(tmp_path)))
+
+
+def test_component_takes_labels_or_a_labels_file_not_both():
+  with pytest.raises(ValueError, match="labels and labels_file are exclusive"):
+    component.TFLiteConverter(model=channel(standard_artifacts.Model), quantization="float16",
+                              labels=["a"], labels_file="vocab.txt")
+  with pytest.raises(ValueError, match=r"normalization mean and std must be non-empty lists"):
+    component.TFLiteConverter(model=channel(standard_artifacts.Model), quantization="float16",
+                              normalization={"mean": [0.0, 1.0], "std": [1.0]})
 
 
 def test_int8_model_is_written_where_tfma_looks(int8_output):

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_model_analysis as tfma
 from tfx.components.pusher import executor as pusher_executor
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
@@ -196,7 +197,12 @@ def test_no_mode_agrees_ends_not_blessed_at_the_gate_and_nothing_is_pushed(
   assert tf.io.gfile.exists(os.path.join(blessing.uri, blessing_lib.NOT_BLESSED_FILE))
   verdict = blessing_lib.read_verdict(blessing)
   assert verdict["reasons"] == [f"conversion failed: {failure}"]
-  assert not tf.io.gfile.exists(evaluation.uri) or not tf.io.gfile.listdir(evaluation.uri)
+  # Nothing evaluated: the evaluation holds only the verdict as TFMA's ValidationResult.
+  assert tf.io.gfile.listdir(evaluation.uri) == ["validations"]
+  validations = tfma.load_validation_result(evaluation.uri)
+  assert not validations.validation_ok
+  assert [f.message for f in validations.metric_validations_per_slice[0].failures] == [
+      f"conversion failed: {failure}"]
 
   pushed = standard_artifacts.PushedModel()
   pushed.uri = str(tmp_path / "pushed")
