@@ -281,8 +281,11 @@ def test_a_candidate_that_lost_one_class_is_refused_by_class(tmp_path, small_den
   assert not blessing_lib.is_blessed(blessing)
   assert _check(verdict, gate.ACCURACY_DROP)["passed"] is True
   class_check = _check(verdict, gate.CLASS_DROP)
-  assert class_check["passed"] is False and class_check["counts"]["candidate_only"] == 0
-  assert class_check["counts"]["baseline_only"] >= 25   # of about 36 examples of class 3
+  counts = class_check["counts"]   # class 3's table: the candidate never answers 3
+  assert class_check["passed"] is False and counts["candidate_only"] == counts["both"] == 0
+  # Every class-3 example the dense model gets right is lost (the dense model is trained
+  # unseeded: about 25-30 of the ~36, so only a majority is fixed here).
+  assert counts["baseline_only"] > counts["n"] / 2
   (reason,) = verdict["reasons"]
   assert reason.startswith("class_drop: class 3: drop +")
   assert sum(c["n"] for c in verdict["measured"][gate.DENSE_CLASS_PAIRED_COUNTS].values()) == 360
