@@ -54,7 +54,13 @@ class Use:
 def prune_trainer_uses(settings) -> List[Use]:
   """PruneTrainer's uses: it fits on train_split; it selects on eval_split only when the search
   picks a level or the sensitivity allocation measures layers there (otherwise eval_split only
-  reports the validation metric)."""
+  reports the validation metric).
+
+  Its refusal of a collapse (refuse_over_budget) is a pass/fail on eval_split too, but not a
+  role the gate must refuse: it refuses only when the drop's interval lies wholly over the
+  budget, and the gate blesses only when it lies wholly within it, so on one split every
+  candidate the gate would bless passes the refusal, and the gate's false-bless rate is the
+  same with or without it."""
   uses = [Use(settings.train_split, FIT, "PruneTrainer", "train_split", "fine-tunes on it")]
   if settings.search_levels:
     uses.append(Use(settings.eval_split, SELECTION, "PruneTrainer", "eval_split",
