@@ -15,6 +15,7 @@ import tfx_bonsai  # noqa: F401  (Keras 2 before TensorFlow)
 
 from bench import allocation
 from bench import compression
+from bench import compression_mnist
 from bench import install
 from bench import latency
 from bench import overhead
@@ -23,7 +24,8 @@ from bench import throughput
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
 # Each module's run(seeds) prints its table and returns its rows.
-BENCHMARKS = {"compression": compression, "latency": latency, "throughput": throughput,
+BENCHMARKS = {"compression": compression, "compression-mnist": compression_mnist,
+              "latency": latency, "throughput": throughput,
               "overhead": overhead, "allocation": allocation, "install": install,
               "recovery": recovery}
 

@@ -10,8 +10,8 @@ deployable TFLite vs the dense Keras model on the same eval split.
 Every drop is also measured against an iso-epoch dense control: the dense model fine-tuned,
 with the same optimiser (Adam at the pruning learning rate), for as many epochs as the
 candidate's lineage (pruning epochs, the accepted search trials' epochs, clustering and QAT
-epochs). Both drops are paired on the same eval examples and carry the exact 95% interval
-of `components/common/stats.py`; the headline is the less favourable of the two.
+epochs). Both drops are paired on the same eval examples and carry the valid (Tango score)
+95% interval of `components/common/stats.py`; the headline is the less favourable of the two.
 """
 import dataclasses
 import os
@@ -78,6 +78,17 @@ def _split(seed: int):
           (images[order[TRAIN:]], labels[order[TRAIN:]]))
 
 
+def _roles(seed: int, data: str):
+  """(fit, selection, eval) arrays: digits' train split cut into fit and selection, or
+  MNIST-5k's three roles (3,000 / 500 / 1,500; the `[bench]` extra)."""
+  if data == "mnist":
+    from tfx_bonsai.pipeline.models import mnist  # pylint: disable=g-import-not-at-top
+    return mnist.split_roles(seed)
+  (x, y), evaluation = _split(seed)
+  fit = TRAIN - VALIDATION  # every recipe trains and fine-tunes on the same examples
+  return (x[:fit], y[:fit]), (x[fit:], y[fit:]), evaluation
+
+
 def _h5_bytes(model) -> int:
   with tempfile.TemporaryDirectory() as d:
     path = os.path.join(d, "model.h5")
@@ -113,13 +124,12 @@ def drop_figures(baseline_correct: np.ndarray, candidate_correct: np.ndarray,
           f"{prefix}_ci95_high_pp": 100 * high}
 
 
-def run_seed(seed: int, recipes=RECIPES) -> List[Dict[str, float]]:
+def run_seed(seed: int, recipes=RECIPES, data: str = "digits") -> List[Dict[str, float]]:
   """One row per recipe; the dense model is trained once per seed and each distinct pruning
   (recipes differing only in conversion share it) is done once."""
   tf.keras.utils.set_random_seed(seed)
-  (x, y), (xe, ye) = _split(seed)
-  fit = TRAIN - VALIDATION  # every recipe trains and fine-tunes on the same examples
-  x, y, xv, yv = x[:fit], y[:fit], x[fit:], y[fit:]
+  (x, y), (xv, yv), (xe, ye) = _roles(seed, data)
+  fit = len(y)
   dense = digits_trainer.build_seed_cnn()
   dense.fit(x, y, epochs=DENSE_EPOCHS, batch_size=32, verbose=0)
   dense_correct = np.argmax(dense.predict(xe, verbose=0), 1) == ye
@@ -182,7 +192,7 @@ def run_seed(seed: int, recipes=RECIPES) -> List[Dict[str, float]]:
     vs_control = drop_figures(control, candidate_correct, "accuracy_drop_vs_control")
     gzip_bytes = conversion.gzip_size(deployable)
     row = {
-        "benchmark": "compression", "config": recipe.name, "seed": seed,
+        "benchmark": BENCHMARK[data], "config": recipe.name, "seed": seed,
         "sparsity": sparsity, "dense_h5_bytes": dense_h5,
         "dense_tflite_bytes": len(dense_tflite), "deployable_bytes": len(deployable),
         "deployable_gzip_bytes": gzip_bytes, "ratio": len(dense_tflite) / gzip_bytes,
@@ -199,7 +209,7 @@ def run_seed(seed: int, recipes=RECIPES) -> List[Dict[str, float]]:
         "layer_sparsity": result.layer_sparsity,
         "search": found.report() if found is not None else None,
     }
-    print(f"  compression {recipe.name} seed {seed}: sparsity {row['sparsity']:.4f} "
+    print(f"  {BENCHMARK[data]} {recipe.name} seed {seed}: sparsity {row['sparsity']:.4f} "
           f"ratio {row['ratio']:.1f}x drop {row['accuracy_drop_pp']:+.2f}pp "
           f"(CI high {row['accuracy_drop_ci95_high_pp']:+.2f}), vs {epochs}-epoch control "
           f"{row['accuracy_drop_vs_control_pp']:+.2f}pp "
@@ -213,7 +223,7 @@ def summarize(rows: List[Dict[str, float]]) -> List[Dict[str, float]]:
   out = []
   for name in dict.fromkeys(r["config"] for r in rows):
     group = [r for r in rows if r["config"] == name]
-    summary = {"benchmark": "compression", "config": name, "seeds": len(group)}
+    summary = {"benchmark": group[0]["benchmark"], "config": name, "seeds": len(group)}
     for key in ("sparsity", "ratio", "ratio_vs_h5", "accuracy_drop_pp", "deployable_bytes",
                 "deployable_gzip_bytes",
                 "dense_tflite_bytes", "dense_h5_bytes", "accuracy_drop_ci95_high_pp",
@@ -245,10 +255,21 @@ def table(summaries: List[Dict[str, float]]) -> str:
   return "\n".join(lines)
 
 
-def run(seeds=(0, 1, 2)) -> List[Dict[str, float]]:
+# The benchmark's name per data set: digits (1,137 fit / 300 selection / 360 eval) or
+# MNIST-5k (3,000 / 500 / 1,500), where a 1 pp budget can be confirmed.
+BENCHMARK = {"digits": "compression", "mnist": "compression-mnist"}
+# On MNIST-5k only the recipes that aim at the ratio goal (the search, and the search with PCQAT),
+# the search accepting levels within 2 pp on its 500 selection examples (which cannot confirm
+# 1 pp short of a perfect match); the goal, an upper bound <= 1 pp, is judged on the 1,500
+# eval examples.
+MNIST_RECIPES = [dataclasses.replace(r, search=dataclasses.replace(r.search, max_accuracy_drop=0.02))
+                 for r in RECIPES if r.name.startswith("bonsai-search")]
+
+
+def run(seeds=(0, 1, 2), data: str = "digits") -> List[Dict[str, float]]:
   rows = []
   for seed in seeds:
-    rows.extend(run_seed(seed))
+    rows.extend(run_seed(seed, MNIST_RECIPES if data == "mnist" else RECIPES, data))
   summaries = summarize(rows)
   print(table(summaries), flush=True)
   return summaries + rows

