@@ -63,24 +63,55 @@ def _one_hot_encoding_class():
   return OneHotEncoding
 
 
+def _unrolled_config(layer):
+  """The config of `layer` (an RNN, or a Bidirectional of RNNs) with `unroll` on, or None
+  when there is nothing to unroll or the sequence length is not fixed."""
+  from tfx_bonsai.components.common import model_io  # pylint: disable=g-import-not-at-top
+  layers = model_io.keras().layers
+  shape = layer.input_shape if isinstance(layer.input_shape, tuple) else layer.input_shape[0]
+  if len(shape) < 3 or shape[1] is None:
+    return None
+  config = layer.get_config()
+  if isinstance(layer, layers.RNN) and not layer.unroll:
+    return {**config, "unroll": True}
+  if isinstance(layer, layers.Bidirectional) and isinstance(layer.forward_layer, layers.RNN):
+    config = dict(config)
+    for key in ("layer", "backward_layer"):
+      if key in config:
+        config[key] = {**config[key], "config": {**config[key]["config"], "unroll": True}}
+    return config
+  return None
+
+
 def builtin_compatible(keras_model):
-  """`keras_model`, or a copy sharing its weights whose CategoryEncoding layers use TFLite builtins.
+  """`keras_model`, or a copy with its weights whose layers TFLite builtins can run: CategoryEncoding
+  through ONE_HOT, and recurrent layers (LSTM, GRU, SimpleRNN, Bidirectional) unrolled.
 
   Only CategoryEncoding layers on rank-2 integer inputs (e.g. Input(shape=(1,))) without
-  count weights are replaced; the agreement check still compares against `keras_model`.
+  count weights are replaced. A rolled Keras RNN converts to a TensorList loop that TFLite
+  cannot lower with a free batch size; unrolled over its fixed sequence length it is plain
+  builtins. The agreement check still compares against `keras_model`.
   """
-  encoders = [l for l in keras_model.layers if type(l).__name__ == "CategoryEncoding"
+  if not getattr(keras_model, "_is_graph_network", False):
+    return keras_model
+  encoders = {l.name for l in keras_model.layers if type(l).__name__ == "CategoryEncoding"
               and not l.sparse and l.output_mode in ("one_hot", "multi_hot", "count")
-              and len(l.input_shape) == 2]
-  if not encoders or not getattr(keras_model, "_is_graph_network", False):
+              and len(l.input_shape) == 2}
+  unrolled = {l.name: c for l in keras_model.layers
+              if (c := _unrolled_config(l)) is not None}
+  if not encoders and not unrolled:
     return keras_model
   from tfx_bonsai.components.common import model_io  # pylint: disable=g-import-not-at-top
   layer_class = _one_hot_encoding_class()
-  names = {l.name for l in encoders}
 
   def clone(layer):
-    if layer.name in names:
+    if layer.name in encoders:
       return layer_class(layer.num_tokens, layer.output_mode, name=layer.name)
+    if layer.name in unrolled:
+      return type(layer).from_config(unrolled[layer.name])
     return layer
 
-  return model_io.keras().models.clone_model(keras_model, clone_function=clone)
+  copy = model_io.keras().models.clone_model(keras_model, clone_function=clone)
+  for name in unrolled:
+    copy.get_layer(name).set_weights(keras_model.get_layer(name).get_weights())
+  return copy
