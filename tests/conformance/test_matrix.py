@@ -46,4 +46,4 @@ def test_docs_table_is_the_matrix():
     DOC.write_text(table)
   assert DOC.read_text() == table, (
       f"{DOC} is not the matrix's outcome: regenerate it with {UPDATE_ENV}=1 "
-      "make test PYTEST_ARGS=tests/conformance")
+      "make test PYTEST_ARGS=tests/conformance/test_matrix.py")
