@@ -193,8 +193,6 @@ CELLS = (
     Cell("MobileNetV3Small", ARCHITECTURE, _application(
         keras.applications.MobileNetV3Small, alpha=0.75, minimalistic=True)),
     Cell("EfficientNetB0", ARCHITECTURE, _application(keras.applications.EfficientNetB0)),
-    Cell("ResNet50", ARCHITECTURE, _application(keras.applications.ResNet50)),
-    Cell("DenseNet121", ARCHITECTURE, _application(keras.applications.DenseNet121)),
     Cell("Conv1D", FAMILY, _series(lambda x: keras.layers.GlobalAveragePooling1D()(
         keras.layers.Conv1D(8, 3, activation="relu")(x)))),
     Cell("SeparableConv2D", FAMILY, _image(lambda x: keras.layers.GlobalAveragePooling2D()(

@@ -95,4 +95,5 @@ def test_the_lstm_was_pruned_and_converted(run):
     pruned = json.load(f)
   assert any(name.startswith("lstm") for name in pruned["pruned_layers"]), pruned["pruned_layers"]
   assert pruned["layer_sparsity"]["lstm"] >= 0.79
-  assert glob.glob(os.path.join(pipeline_root, "TFLiteConverter", "*", "*", "tflite"))
+  assert glob.glob(os.path.join(pipeline_root, "TFLiteConverter", "*", "*", "Format-Serving",
+                                "tflite"))
