@@ -8,9 +8,11 @@ runs before any training). `render` turns the outcomes into docs/conformance.md.
 """
 import dataclasses
 import functools
+import sys
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
+import tfx_bonsai  # noqa: F401  (Keras 2 before TensorFlow)
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
@@ -18,7 +20,6 @@ import tensorflow_model_optimization as tfmot
 from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import model_io
 from tfx_bonsai.components.common import settings as settings_lib
-from tfx_bonsai.components.common import stats
 from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.compression_evaluator import gate
 from tfx_bonsai.components.prune_trainer import pruning
@@ -193,8 +194,6 @@ CELLS = (
     Cell("MobileNetV3Small", ARCHITECTURE, _application(
         keras.applications.MobileNetV3Small, alpha=0.75, minimalistic=True)),
     Cell("EfficientNetB0", ARCHITECTURE, _application(keras.applications.EfficientNetB0)),
-    Cell("ResNet50", ARCHITECTURE, _application(keras.applications.ResNet50)),
-    Cell("DenseNet121", ARCHITECTURE, _application(keras.applications.DenseNet121)),
     Cell("Conv1D", FAMILY, _series(lambda x: keras.layers.GlobalAveragePooling1D()(
         keras.layers.Conv1D(8, 3, activation="relu")(x)))),
     Cell("SeparableConv2D", FAMILY, _image(lambda x: keras.layers.GlobalAveragePooling2D()(
@@ -229,10 +228,16 @@ CELLS = (
     Cell("regression", HEAD, _image(_dense, head=heads.REGRESSION), head=heads.REGRESSION),
 )
 CELL_NAMES = tuple(c.name for c in CELLS)
+# The same chain on big applications: minutes each on two cores, so not in `make test`;
+# `scripts/env-run python -m tests.conformance.matrix ResNet50 DenseNet121` runs them.
+HEAVY_CELLS = (
+    Cell("ResNet50", ARCHITECTURE, _application(keras.applications.ResNet50)),
+    Cell("DenseNet121", ARCHITECTURE, _application(keras.applications.DenseNet121)),
+)
 
 
 def cell(name: str) -> Cell:
-  return next(c for c in CELLS if c.name == name)
+  return next(c for c in CELLS + HEAVY_CELLS if c.name == name)
 
 
 def _features(model, count: int, seed: int) -> Dict[str, np.ndarray]:
@@ -420,4 +425,21 @@ def render(outcomes: Dict[str, Outcome]) -> str:
       if c.group == group:
         o = outcomes[c.name]
         lines.append(f"| {c.name} | {o.status} | {_figures(o)} | {c.note} |")
+    heavy = [c.name for c in HEAVY_CELLS if c.group == group]
+    if heavy:
+      lines += ["", f"Not in `make test` (minutes each on two cores): {', '.join(heavy)}; "
+                "run them with `scripts/env-run python -m tests.conformance.matrix "
+                f"{' '.join(heavy)}`."]
   return "\n".join(lines) + "\n"
+
+
+def main(names) -> None:
+  """Runs the named cells (default: every one, heavy ones included) and prints each outcome."""
+  for name in names or [c.name for c in CELLS + HEAVY_CELLS]:
+    outcome = run(name)
+    print(f"{name}: {outcome.status} in {outcome.seconds:.0f}s {outcome.stages} "
+          f"{_figures(outcome)}", flush=True)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
