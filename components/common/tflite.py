@@ -63,19 +63,50 @@ def _one_hot_encoding_class():
   return OneHotEncoding
 
 
+def _recurrent(layer) -> bool:
+  """An RNN layer (LSTM, GRU, SimpleRNN, RNN) or a Bidirectional wrapper of one."""
+  from tfx_bonsai.components.common import model_io  # pylint: disable=g-import-not-at-top
+  layers = model_io.keras().layers
+  return isinstance(layer, layers.RNN) or (isinstance(layer, layers.Bidirectional)
+                                           and isinstance(layer.forward_layer, layers.RNN))
+
+
+def _sequence_shape(layer) -> tuple:
+  return tuple(layer.input_shape if isinstance(layer.input_shape, tuple)
+               else layer.input_shape[0])
+
+
+def conversion_problem(keras_model) -> str:
+  """Why TFLite builtins cannot run `keras_model` even through `builtin_compatible`, naming
+  the layer and the way out; "" when nothing is known to stop it."""
+  from tfx_bonsai.components.common import model_io  # pylint: disable=g-import-not-at-top
+  keras = model_io.keras()
+  for layer in keras_model.layers:
+    if isinstance(layer, keras.Model):
+      problem = conversion_problem(layer)
+      if problem:
+        return problem
+    elif _recurrent(layer) and len(_sequence_shape(layer)) >= 3 and (
+        _sequence_shape(layer)[1] is None):
+      return (f"layer '{layer.name}' ({type(layer).__name__}) reads sequences of variable "
+              f"length (input shape {_sequence_shape(layer)}): TFLite builtins run a Keras "
+              "RNN unrolled over a fixed length; give the model's Input a fixed sequence "
+              "length (keras.Input((steps,)), padding shorter sequences)")
+  return ""
+
+
 def _unrolled_config(layer):
   """The config of `layer` (an RNN, or a Bidirectional of RNNs) with `unroll` on, or None
   when there is nothing to unroll or the sequence length is not fixed."""
-  from tfx_bonsai.components.common import model_io  # pylint: disable=g-import-not-at-top
-  layers = model_io.keras().layers
-  shape = layer.input_shape if isinstance(layer.input_shape, tuple) else layer.input_shape[0]
+  if not _recurrent(layer):
+    return None
+  shape = _sequence_shape(layer)
   if len(shape) < 3 or shape[1] is None:
     return None
   config = layer.get_config()
-  if isinstance(layer, layers.RNN) and not layer.unroll:
-    return {**config, "unroll": True}
-  if isinstance(layer, layers.Bidirectional) and isinstance(layer.forward_layer, layers.RNN):
-    config = dict(config)
+  if "unroll" in config:
+    return None if config["unroll"] else {**config, "unroll": True}
+  if "layer" in config:   # Bidirectional
     for key in ("layer", "backward_layer"):
       if key in config:
         config[key] = {**config[key], "config": {**config[key]["config"], "unroll": True}}

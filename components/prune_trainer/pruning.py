@@ -16,6 +16,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import prune_regis
 
 from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import progress
+from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.prune_trainer import sensitivity as sensitivity_lib
 from tfx_bonsai.components.prune_trainer import settings
 from tfx_bonsai.components.prune_trainer.settings import PruningError  # noqa: F401
@@ -88,12 +89,16 @@ def _pruning_schedule(config: PruningConfig, schedule: Schedule,
 
 
 def check_model(model) -> None:
-  """Raises PruningError unless `model` is a Sequential or Functional Keras 2 model."""
+  """Raises PruningError unless `model` is a Sequential or Functional Keras 2 model whose
+  layers TFLite builtins can run (the pipeline converts what is pruned)."""
   from tf_keras import Sequential  # pylint: disable=g-import-not-at-top
   if not (isinstance(model, Sequential) or getattr(model, "_is_graph_network", False)):
     raise PruningError(
         f"model '{model.name}' is a subclassed Keras model; pruning rebuilds the model layer by "
         "layer, which needs a Sequential or Functional model (keras.Model(inputs, outputs))")
+  problem = tflite.conversion_problem(model)
+  if problem:
+    raise PruningError(problem)
 
 
 def _is_model(layer) -> bool:

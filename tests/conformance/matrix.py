@@ -102,9 +102,9 @@ def _image(body, shape=(16, 16, 3), head=heads.MULTICLASS):
   return build
 
 
-def _tokens(body, head=heads.MULTICLASS):
+def _tokens(body, head=heads.MULTICLASS, steps=STEPS):
   def build():
-    inputs = keras.Input((STEPS,), dtype="int32", name="tokens")
+    inputs = keras.Input((steps,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(VOCAB, 8, name="embedding")(inputs)
     return keras.Model(inputs, _head_layer(body(x), head))
   return build
@@ -202,6 +202,9 @@ CELLS = (
         keras.layers.Conv2DTranspose(8, 3, strides=2, activation="relu")(x)))),
     Cell("Embedding", FAMILY, _tokens(keras.layers.GlobalAveragePooling1D())),
     Cell("LSTM", FAMILY, _tokens(_rnn(lambda: keras.layers.LSTM(8)))),
+    Cell("LSTM, variable length", FAMILY, _tokens(_rnn(lambda: keras.layers.LSTM(8)),
+                                                  steps=None), expect=REFUSED,
+         note="refused: TFLite builtins need a fixed sequence length"),
     Cell("GRU", FAMILY, _tokens(_rnn(lambda: keras.layers.GRU(8)))),
     Cell("SimpleRNN", FAMILY, _tokens(_rnn(lambda: keras.layers.SimpleRNN(8)))),
     Cell("Bidirectional(LSTM)", FAMILY, _tokens(_rnn(
