@@ -69,8 +69,9 @@ def resolve(head: str, model, metric: str = "") -> str:
   """
   validate(head, metric)
   if len(model.outputs) != 1:
-    raise HeadError(f"model '{model.name}' has {len(model.outputs)} outputs; only "
-                    "single-output models are supported")
+    raise HeadError(f"model '{model.name}' has {len(model.outputs)} outputs "
+                    f"{list(model.output_names)}; only single-output models are supported: "
+                    "export one output per pipeline (keras.Model(inputs, outputs[i]))")
   units = model.output_shape[-1] if len(model.output_shape) > 1 else 1
   if head != AUTO:
     if head in (BINARY, BINARY_LOGITS, REGRESSION) and units != 1:

@@ -77,24 +77,86 @@ def _one_hot_encoding_class():
   return OneHotEncoding
 
 
+def _recurrent(layer) -> bool:
+  """An RNN layer (LSTM, GRU, SimpleRNN, RNN) or a Bidirectional wrapper of one."""
+  from tfx_bonsai.components.common import model_io  # pylint: disable=g-import-not-at-top
+  layers = model_io.keras().layers
+  return isinstance(layer, layers.RNN) or (isinstance(layer, layers.Bidirectional)
+                                           and isinstance(layer.forward_layer, layers.RNN))
+
+
+def _sequence_shape(layer) -> tuple:
+  return tuple(layer.input_shape if isinstance(layer.input_shape, tuple)
+               else layer.input_shape[0])
+
+
+def conversion_problem(keras_model) -> str:
+  """Why TFLite builtins cannot run `keras_model` even through `builtin_compatible`, naming
+  the layer and the way out; "" when nothing is known to stop it."""
+  from tfx_bonsai.components.common import model_io  # pylint: disable=g-import-not-at-top
+  keras = model_io.keras()
+  for layer in keras_model.layers:
+    if isinstance(layer, keras.Model):
+      problem = conversion_problem(layer)
+      if problem:
+        return problem
+    elif _recurrent(layer) and len(_sequence_shape(layer)) >= 3 and (
+        _sequence_shape(layer)[1] is None):
+      return (f"layer '{layer.name}' ({type(layer).__name__}) reads sequences of variable "
+              f"length (input shape {_sequence_shape(layer)}): TFLite builtins run a Keras "
+              "RNN unrolled over a fixed length; give the model's Input a fixed sequence "
+              "length (keras.Input((steps,)), padding shorter sequences)")
+  return ""
+
+
+def _unrolled_config(layer):
+  """The config of `layer` (an RNN, or a Bidirectional of RNNs) with `unroll` on, or None
+  when there is nothing to unroll or the sequence length is not fixed."""
+  if not _recurrent(layer):
+    return None
+  shape = _sequence_shape(layer)
+  if len(shape) < 3 or shape[1] is None:
+    return None
+  config = layer.get_config()
+  if "unroll" in config:
+    return None if config["unroll"] else {**config, "unroll": True}
+  if "layer" in config:   # Bidirectional
+    for key in ("layer", "backward_layer"):
+      if key in config:
+        config[key] = {**config[key], "config": {**config[key]["config"], "unroll": True}}
+    return config
+  return None
+
+
 def builtin_compatible(keras_model):
-  """`keras_model`, or a copy sharing its weights whose CategoryEncoding layers use TFLite builtins.
+  """`keras_model`, or a copy with its weights whose layers TFLite builtins can run: CategoryEncoding
+  through ONE_HOT, and recurrent layers (LSTM, GRU, SimpleRNN, Bidirectional) unrolled.
 
   Only CategoryEncoding layers on rank-2 integer inputs (e.g. Input(shape=(1,))) without
-  count weights are replaced; the agreement check still compares against `keras_model`.
+  count weights are replaced. A rolled Keras RNN converts to a TensorList loop that TFLite
+  cannot lower with a free batch size; unrolled over its fixed sequence length it is plain
+  builtins. The agreement check still compares against `keras_model`.
   """
-  encoders = [l for l in keras_model.layers if type(l).__name__ == "CategoryEncoding"
+  if not getattr(keras_model, "_is_graph_network", False):
+    return keras_model
+  encoders = {l.name for l in keras_model.layers if type(l).__name__ == "CategoryEncoding"
               and not l.sparse and l.output_mode in ("one_hot", "multi_hot", "count")
-              and len(l.input_shape) == 2]
-  if not encoders or not getattr(keras_model, "_is_graph_network", False):
+              and len(l.input_shape) == 2}
+  unrolled = {l.name: c for l in keras_model.layers
+              if (c := _unrolled_config(l)) is not None}
+  if not encoders and not unrolled:
     return keras_model
   from tfx_bonsai.components.common import model_io  # pylint: disable=g-import-not-at-top
   layer_class = _one_hot_encoding_class()
-  names = {l.name for l in encoders}
 
   def clone(layer):
-    if layer.name in names:
+    if layer.name in encoders:
       return layer_class(layer.num_tokens, layer.output_mode, name=layer.name)
+    if layer.name in unrolled:
+      return type(layer).from_config(unrolled[layer.name])
     return layer
 
-  return model_io.keras().models.clone_model(keras_model, clone_function=clone)
+  copy = model_io.keras().models.clone_model(keras_model, clone_function=clone)
+  for name in unrolled:
+    copy.get_layer(name).set_weights(keras_model.get_layer(name).get_weights())
+  return copy

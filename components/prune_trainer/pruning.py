@@ -16,6 +16,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import prune_regis
 
 from tfx_bonsai.components.common import heads
 from tfx_bonsai.components.common import progress
+from tfx_bonsai.components.common import tflite
 from tfx_bonsai.components.prune_trainer import sensitivity as sensitivity_lib
 from tfx_bonsai.components.prune_trainer import settings
 from tfx_bonsai.components.prune_trainer.settings import PruningError  # noqa: F401
@@ -90,12 +91,16 @@ def _pruning_schedule(config: PruningConfig, schedule: Schedule,
 
 
 def check_model(model) -> None:
-  """Raises PruningError unless `model` is a Sequential or Functional Keras 2 model."""
+  """Raises PruningError unless `model` is a Sequential or Functional Keras 2 model whose
+  layers TFLite builtins can run (the pipeline converts what is pruned)."""
   from tf_keras import Sequential  # pylint: disable=g-import-not-at-top
   if not (isinstance(model, Sequential) or getattr(model, "_is_graph_network", False)):
     raise PruningError(
         f"model '{model.name}' is a subclassed Keras model; pruning rebuilds the model layer by "
         "layer, which needs a Sequential or Functional model (keras.Model(inputs, outputs))")
+  problem = tflite.conversion_problem(model)
+  if problem:
+    raise PruningError(problem)
 
 
 def _is_model(layer) -> bool:
@@ -137,15 +142,13 @@ def select_layers(model, config: PruningConfig) -> List[str]:
       continue
     if any(p.fullmatch(layer.name) for p in exclude):
       continue
-    if not (isinstance(layer, tfmot.sparsity.keras.PrunableLayer)
-            or prune_registry.PruneRegistry.supports(layer)):
+    if not prunable(layer):
       raise PruningError(
-          f"layer '{layer.name}' ({type(layer).__name__}) cannot be pruned by TFMOT: exclude it "
-          f"(exclude_layers: ['{layer.name}']) or make it a tfmot.sparsity.keras.PrunableLayer "
-          "that returns its prunable weights")
+          f"layer '{layer.name}' ({_describe(layer)}) cannot be pruned by TFMOT: exclude it "
+          f"(pruning.exclude_layers: ['{layer.name}']) or make it a "
+          "tfmot.sparsity.keras.PrunableLayer whose get_prunable_weights() returns its kernels")
     selected.append(layer.name)
-  prunable = [n for n in selected if prunable_weights(find_layer(model, n))]
-  if not prunable:
+  if not any(prunable_weights(find_layer(model, n)) for n in selected):
     raise PruningError(
         f"no prunable layer selected in model '{model.name}' (layers: "
         f"{[l.name for l in model.layers]}); pruning needs Dense/Conv-like layers with kernels"
@@ -153,14 +156,63 @@ def select_layers(model, config: PruningConfig) -> List[str]:
   return selected
 
 
+def _inner_layers(layer) -> Optional[list]:
+  """The layers a Keras wrapper runs (Bidirectional: both directions; TimeDistributed: its
+  layer), or None for any other layer."""
+  if isinstance(layer, tf.keras.layers.Bidirectional):
+    return [layer.forward_layer, layer.backward_layer]
+  if isinstance(layer, tf.keras.layers.TimeDistributed):
+    return [layer.layer]
+  return None
+
+
+def _describe(layer) -> str:
+  """'LSTM', or for a wrapper 'Bidirectional(LSTM)'."""
+  inner = _inner_layers(layer)
+  kind = type(layer).__name__
+  return f"{kind}({_describe(inner[0])})" if inner else kind
+
+
+def _is_user_prunable(layer) -> bool:
+  return (isinstance(layer, tfmot.sparsity.keras.PrunableLayer)
+          or callable(getattr(layer, "get_prunable_weights", None)))
+
+
+def prunable(layer) -> bool:
+  """Whether TFMOT can wrap `layer`: a PrunableLayer, a layer its registry knows (RNN layers
+  through their cells, MultiHeadAttention through its projections), or a Bidirectional /
+  TimeDistributed wrapper of such layers."""
+  if _is_user_prunable(layer):
+    return True
+  inner = _inner_layers(layer)
+  if inner is not None:
+    return all(prunable(l) for l in inner)
+  return prune_registry.PruneRegistry.supports(layer)
+
+
 def prunable_weights(layer) -> list:
-  """The weight variables TFMOT would prune in `layer` ([] for layers it does not know)."""
-  if isinstance(layer, tfmot.sparsity.keras.PrunableLayer):
-    return layer.getprunable_weights()
+  """The weight variables TFMOT prunes in `layer` ([] for layers it does not know).
+
+  Built-in layers go through TFMOT's own `PruneRegistry.make_prunable` (what its wrapper
+  calls), which knows the per-class weights, RNN cells and MultiHeadAttention's projections.
+  """
+  if _is_user_prunable(layer):
+    return list(layer.get_prunable_weights())
+  inner = _inner_layers(layer)
+  if inner is not None:
+    return [w for l in inner for w in prunable_weights(l)] if prunable(layer) else []
   if not prune_registry.PruneRegistry.supports(layer):
     return []
-  names = prune_registry.PruneRegistry._weight_names(layer)  # pylint: disable=protected-access
-  return [getattr(layer, n) for n in names if hasattr(layer, n)]
+  return list(prune_registry.PruneRegistry.make_prunable(layer).get_prunable_weights())
+
+
+def _wrappable(layer):
+  """`layer`, given the `get_prunable_weights` TFMOT's wrapper asks of layers outside its
+  registry when it is a Bidirectional / TimeDistributed wrapper of prunable layers."""
+  inner = _inner_layers(layer)
+  if inner is not None and not _is_user_prunable(layer):
+    layer.get_prunable_weights = lambda: [w for l in inner for w in prunable_weights(l)]
+  return layer
 
 
 def wrap(model, config: PruningConfig, schedule: Schedule,
@@ -192,8 +244,9 @@ def wrap(model, config: PruningConfig, schedule: Schedule,
       if layer_targets is not None:
         initial, final = layer_targets[layer.name]
         return tfmot.sparsity.keras.prune_low_magnitude(
-            layer, **{**kwargs, "pruning_schedule": _pruning_schedule(config, schedule, initial, final)})
-      return tfmot.sparsity.keras.prune_low_magnitude(layer, **kwargs)
+            _wrappable(layer),
+            **{**kwargs, "pruning_schedule": _pruning_schedule(config, schedule, initial, final)})
+      return tfmot.sparsity.keras.prune_low_magnitude(_wrappable(layer), **kwargs)
     return layer
 
   return keras.models.clone_model(model, clone_function=clone)
@@ -271,9 +324,6 @@ def kernel_sparsity(model, layer_names: Optional[Sequence[str]] = None) -> float
   zeros = total = 0
   for layer in leaf_layers(model):
     if layer_names is not None and layer.name not in layer_names:
-      continue
-    if not (prune_registry.PruneRegistry.supports(layer)
-            or isinstance(layer, tfmot.sparsity.keras.PrunableLayer)):
       continue
     for weight in prunable_weights(layer):
       w = weight.numpy()

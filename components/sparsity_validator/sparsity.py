@@ -1,8 +1,9 @@
 """Measuring and checking the sparsity of a Keras model's weights (knows nothing of TFX).
 
-Prunable kernels (the `kernel`, `depthwise_kernel`, `pointwise_kernel`, ...
-weights of Dense/Conv layers) are what magnitude pruning zeroes; biases and
-BatchNormalization statistics are left dense. The global figure therefore counts
+Prunable kernels are what magnitude pruning (TFMOT's registry) zeroes: the `kernel`,
+`recurrent_kernel` and `pointwise_kernel` weights of Dense/Conv/RNN/attention layers and
+Embedding's `embeddings`; depthwise kernels, biases and BatchNormalization statistics are
+left dense. The global figure therefore counts
 kernels only unless asked otherwise: a fully zero bias would otherwise inflate it.
 """
 import dataclasses
@@ -19,6 +20,8 @@ BIAS = "bias"
 BATCHNORM = "batchnorm"
 OTHER = "other"
 _BATCHNORM_WEIGHTS = ("moving_mean", "moving_variance")
+_PRUNABLE_WEIGHTS = ("embeddings",)    # prunable weights not named '*kernel'
+_DENSE_KERNELS = ("depthwise_kernel",)  # kernels TFMOT never prunes (DepthwiseConv2D's)
 _EPSILON = 1e-9  # float slack so that a figure exactly at the threshold passes
 
 
@@ -45,7 +48,7 @@ def _owners(model) -> Dict[int, Any]:
 
 def _kind(weight_name: str, layer) -> str:
   base = _base_name(weight_name)
-  if base.endswith("kernel"):
+  if base in _PRUNABLE_WEIGHTS or (base.endswith("kernel") and base not in _DENSE_KERNELS):
     return KERNEL
   if "BatchNormalization" in type(layer).__name__ or base in _BATCHNORM_WEIGHTS:
     return BATCHNORM
