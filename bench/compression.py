@@ -154,7 +154,7 @@ def run_seed(seed: int, recipes=RECIPES, data: str = "digits") -> List[Dict[str,
   pruned = {}
   rows = []
   for recipe in recipes:
-    key = (recipe.pruning, recipe.search)
+    key = repr((recipe.pruning, recipe.search))  # (settings may hold lists: not hashable)
     if key not in pruned:
       tf.keras.utils.set_random_seed(seed)
       train_ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(fit, seed=seed).batch(

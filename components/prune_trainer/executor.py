@@ -70,7 +70,8 @@ def no_level_message(found, metric: str) -> str:
   frontier = "; ".join(f"level {t.level:g}: sparsity {t.sparsity:.3f}, {metric} {t.accuracy:.4f} "
                        f"(drop {t.accuracy_drop:+.4f})" for t in sorted(found.trials,
                                                                          key=lambda t: t.level))
-  return (f"no level within budget: the search tried {len(found.trials)} levels against the "
+  tried = len(found.trials)
+  return (f"no level within budget: the search tried {tried} level{'s' * (tried != 1)} against the "
           f"dense {metric} {found.dense_accuracy:.4f} (budget {found.max_accuracy_drop:.4f}, "
           f"{found.accuracy_decision}) and none held; measured frontier: {frontier}. Raise "
           "search_max_accuracy_drop, fine-tune longer (search_epochs_per_trial), or set "
