@@ -27,6 +27,7 @@ from tfx_bonsai.components.compression_evaluator import executor
 from tfx_bonsai.components.compression_evaluator import extractors
 from tfx_bonsai.components.compression_evaluator import gate
 from tfx_bonsai.components.compression_evaluator import spec
+from tfx_bonsai.components.prune_trainer import settings as prune_settings
 from tfx_bonsai.components.tflite_converter import conversion
 from tfx_bonsai.components.tflite_converter import settings as converter_settings
 from tfx_bonsai.components.tflite_converter import spec as converter_spec
@@ -554,3 +555,29 @@ def test_whole_batch_inputs_predict_as_tfma_does(tmp_path, small_dense_model, di
   np.testing.assert_array_equal(
       whole._batch_reducible_process(listed)[0][tfma_constants.PREDICTIONS_KEY],  # pylint: disable=protected-access
       tfma_way._batch_reducible_process(listed)[0][tfma_constants.PREDICTIONS_KEY])  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("uses, eval_split, named", [
+    # PruneTrainer allocating per-layer sparsity by sensitivity on the gate's split.
+    (roles.prune_trainer_uses(prune_settings.PruneTrainerSettings(allocation="sensitivity")),
+     "eval", "PruneTrainer allocates per-layer sparsity by each layer's sensitivity on it "
+             "(eval_split='eval')"),
+    # The gate judging on the split PruneTrainer fine-tuned on.
+    (roles.prune_trainer_uses(prune_settings.PruneTrainerSettings()), "train",
+     "PruneTrainer fine-tunes on it (train_split='train')"),
+    # The converter passing its conversion on the gate's split.
+    (roles.converter_uses(converter_settings.TFLiteConverterSettings(agreement_split="eval")),
+     "eval", "TFLiteConverter passes or fails the conversion on it (agreement_split='eval')"),
+])
+def test_each_role_the_issue_names_is_refused_by_the_gate_from_the_artifacts(
+    tmp_path, small_dense_model, digits_examples, uses, eval_split, named):
+  """The three combinations, as the upstream components record them on the candidate: the
+  gate refuses each before reading any file (the candidate has none)."""
+  candidate = _with_roles(small_dense_model, uses)
+  candidate.uri = str(tmp_path / "not_converted")
+  with pytest.raises(roles.DataRoleError) as error:
+    _run(tmp_path, candidate, small_dense_model, digits_examples,
+         **{spec.EVAL_SPLIT_KEY: eval_split})
+  assert str(error.value).startswith(f"eval_split: the gate would judge on split '{eval_split}'")
+  assert named in str(error.value)
+  assert not os.path.exists(tmp_path / "blessing")
