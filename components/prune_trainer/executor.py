@@ -151,9 +151,11 @@ class Executor(base_executor.BaseExecutor):
         accuracy = optimized.stages[-1].accuracy
 
     if guarded:
-      check_within_budget(search.paired_counts(dense_correct,
-                                               search.correct(final_model, eval_ds, head)),
+      final_correct = search.correct(final_model, eval_ds, head)
+      check_within_budget(search.paired_counts(dense_correct, final_correct),
                           config.search_max_accuracy_drop, eval_split)
+      if metric == heads.ACCURACY:  # the model as published (after BatchNorm re-estimation)
+        accuracy = float(sum(final_correct)) / len(final_correct)
 
     if (model_io.has_keras_metadata(model_artifact.uri)
         and not input_dict.get(spec.TRANSFORM_GRAPH_KEY)):
@@ -234,8 +236,11 @@ class Executor(base_executor.BaseExecutor):
         pattern = io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], split))
         return input_fn([pattern], accessor, schema, batch_size)
 
+      # A user's input_fn shuffles (and may repeat) by default: cached after its first pass,
+      # every later pass (the dense model's, each candidate's) reads the same examples in the
+      # same order, which the paired comparisons need.
       return from_module(train_split), from_module(eval_split).take(
-          -(-examples_lib.count_examples(examples, eval_split) // batch_size))
+          -(-examples_lib.count_examples(examples, eval_split) // batch_size)).cache()
 
     def to_inputs(features, label):
       return model_io.model_inputs(model, features), label

@@ -1,6 +1,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tfx.types import standard_artifacts
@@ -77,6 +78,27 @@ def test_do_with_user_input_fn(tmp_path, small_dense_model, digits_examples, dig
       {**PROPERTIES, spec.EPOCHS_KEY: 1, spec.MODULE_FILE_KEY: str(module),
        spec.REFUSE_OVER_BUDGET_KEY: 0})   # one epoch to 0.9 costs this model ~20 pp
   assert outputs[spec.PRUNED_MODEL_KEY][0].get_float_custom_property(spec.SPARSITY_PROPERTY) >= 0.89
+
+
+def test_a_shuffling_input_fn_gives_every_pass_the_same_eval_examples(
+    tmp_path, small_dense_model, digits_examples, digits_schema):
+  """The template's input_fn shuffles and repeats: the paired comparisons (the collapse
+  refusal, the search) need each pass over the eval split to read the same examples in order."""
+  module = tmp_path / "shuffling_module.py"
+  module.write_text(
+      "from tfx_bsl.public.tfxio import TensorFlowDatasetOptions\n"
+      "def input_fn(file_pattern, data_accessor, schema, batch_size):\n"
+      "  ds = data_accessor.tf_dataset_factory(file_pattern, TensorFlowDatasetOptions(\n"
+      "      batch_size=batch_size, label_key='label', shuffle=True), schema)\n"
+      "  return ds.map(lambda f, y: (f['image'], y))\n")
+  model = model_io.load_keras_model(small_dense_model.uri, compile=False)
+  executor = executor_lib.Executor()
+  schema = executor._schema({spec.SCHEMA_KEY: [digits_schema]}, digits_examples, "train")  # pylint: disable=protected-access
+  _, eval_ds = executor._datasets(  # pylint: disable=protected-access
+      str(module), digits_examples, schema, model, "label", "train", "eval", 32)
+  passes = [np.concatenate([y.numpy() for _, y in eval_ds]) for _ in range(3)]
+  assert len(passes[0]) >= 360
+  assert all(np.array_equal(passes[0], other) for other in passes[1:])
 
 
 def test_wrong_label_key_fails_before_training(tmp_path, small_dense_model, digits_examples,
