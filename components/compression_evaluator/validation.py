@@ -26,7 +26,11 @@ def _failure(reason: str, check) -> validation_result_pb2.ValidationFailure:
   failure.metric_key.name = check.name if check is not None else GATE_FAILURE
   failure.metric_key.model_name = spec.CANDIDATE_MODEL_NAME
   if check is not None and check.measured is not None and math.isfinite(check.measured):
-    failure.metric_value.double_value.value = float(check.measured)
+    # A `confident` paired check decided on its interval's upper end: that is the value held
+    # against the threshold (the point drop is in the message).
+    decided_on = (check.paired.high if check.paired is not None and check.decision == gate.CONFIDENT
+                  else check.measured)
+    failure.metric_value.double_value.value = float(decided_on)
     bound = config_pb2.GenericValueThreshold()
     (bound.upper_bound if check.op == "<=" else bound.lower_bound).value = float(check.threshold)
     failure.metric_threshold.value_threshold.CopyFrom(bound)

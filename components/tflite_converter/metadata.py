@@ -145,9 +145,10 @@ def _output(tensor: TensorInfo, info: ModelInfo) -> metadata_fb.TensorMetadataT:
     labels = metadata_fb.AssociatedFileT()
     labels.name = LABELS_FILE
     labels.description = "The class names, one per line, in output-index order."
-    labels.type = (metadata_fb.AssociatedFileType.TENSOR_AXIS_LABELS
-                   if info.head in (heads.MULTICLASS, heads.MULTICLASS_LOGITS)
-                   else metadata_fb.AssociatedFileType.TENSOR_VALUE_LABELS)
+    # The labels name the output's last axis (one score per class; for a one-unit binary head
+    # the file's two lines are the negative and the positive class). TENSOR_VALUE_LABELS
+    # would say the output's values are class indices, which no head here outputs.
+    labels.type = metadata_fb.AssociatedFileType.TENSOR_AXIS_LABELS
     meta.associatedFiles = [labels]
   return meta
 
