@@ -146,6 +146,15 @@ def correct_matrix(labels: np.ndarray, predictions: Sequence[np.ndarray],
   return np.stack(rows) if rows else np.zeros((0, n), bool)
 
 
+def _labels_and_predictions(extracts, model_names: Sequence[str], metric: str, error: type):
+  """(labels, predictions), one entry per model, of a batched extract; `error` for a
+  query-keyed (list) extract, which `metric` does not take."""
+  if isinstance(extracts, list):
+    raise error(f"{metric} does not take a query_key")
+  return (_per_model(extracts[tfma_constants.LABELS_KEY], model_names, "labels"),
+          _per_model(extracts[tfma_constants.PREDICTIONS_KEY], model_names, "predictions"))
+
+
 def _per_model(value: Any, model_names: Sequence[str], what: str) -> List[Any]:
   """One entry per model of a batched extract (keyed by model name when several models)."""
   if len(model_names) == 1 and not isinstance(value, dict):
@@ -172,11 +181,8 @@ class _CorrectPreprocessor(metric_types.Preprocessor):
     self._slicing_specs = list(slicing_specs)
 
   def process(self, extracts) -> Iterator[np.ndarray]:
-    if isinstance(extracts, list):
-      raise PairedAccuracyError("PairedAccuracy does not take a query_key")
-    labels = _per_model(extracts[tfma_constants.LABELS_KEY], self._model_names, "labels")
-    predictions = _per_model(extracts[tfma_constants.PREDICTIONS_KEY], self._model_names,
-                             "predictions")
+    labels, predictions = _labels_and_predictions(extracts, self._model_names,
+                                                  "PairedAccuracy", PairedAccuracyError)
     for i, scores in enumerate(predictions):
       if isinstance(scores, dict):
         raise PairedAccuracyError(f"PairedAccuracy: model {self._model_names[i]!r} has several "
@@ -351,11 +357,8 @@ class _ResidualPreprocessor(metric_types.Preprocessor):
     self._metric = metric
 
   def process(self, extracts) -> Iterator[np.ndarray]:
-    if isinstance(extracts, list):
-      raise PairedErrorError("PairedError does not take a query_key")
-    labels = _per_model(extracts[tfma_constants.LABELS_KEY], self._model_names, "labels")
-    predictions = _per_model(extracts[tfma_constants.PREDICTIONS_KEY], self._model_names,
-                             "predictions")
+    labels, predictions = _labels_and_predictions(extracts, self._model_names,
+                                                  "PairedError", PairedErrorError)
     rows = []
     for i, scores in enumerate(predictions):
       if isinstance(scores, dict):
